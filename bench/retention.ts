@@ -1,0 +1,292 @@
+/**
+ * Retention benchmark: remove the oldest 30 of 90 days of agent_mcp_connection_logs
+ * with the retention service (RunRetention: whole partitions detached and dropped,
+ * the one partition holding the cutoff trimmed in batches), against a plain
+ * `DELETE … WHERE timestamp < cutoff` plus the VACUUM it needs, on an identical
+ * table loaded with the same rows, in the same run and database.
+ *
+ *   node bench/dist/retention.js [--rows 5000000] [--days 90] [--remove-days 30] [--keep]
+ *
+ * Reported per path: wall time, WAL written (pg_current_wal_lsn() difference),
+ * and the longest any one lock on the live parent table was held, seen by
+ * polling pg_locks every 10 ms from a separate connection.
+ *
+ * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE),
+ * default postgres://postgres@127.0.0.1:5432/postgres.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createDataSource, migrateUp } from '@mcp/db';
+import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
+import { retention } from '@mcp/proto';
+import { createRetentionService, retentionEntities } from '@mcp/retention';
+import { provisionPrincipal, startService } from '@mcp/runtime';
+import { Client } from 'pg';
+
+interface Options {
+  rows: number;
+  days: number;
+  removeDays: number;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { rows: 5_000_000, days: 90, removeDays: 30, keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`${arg} needs a positive integer`);
+      return n;
+    };
+    if (arg === '--rows') o.rows = value();
+    else if (arg === '--days') o.days = value();
+    else if (arg === '--remove-days') o.removeDays = value();
+    else if (arg === '--keep') o.keep = true;
+    else throw new Error(`unknown option ${arg}`);
+  }
+  if (o.removeDays >= o.days) throw new Error('--remove-days must be less than --days');
+  return o;
+}
+
+const LIVE = 'agent_mcp_connection_logs';
+const BASELINE = 'bench_delete_logs';
+
+// ------------------------------------------------------------------ setup
+
+/** The baseline: created the way the migration creates the live table (LIKE … INCLUDING ALL, same FKs, same daily partitions). */
+async function createBaseline(pg: Client): Promise<void> {
+  await pg.query(`
+    CREATE TABLE ${BASELINE} (LIKE ${LIVE} INCLUDING ALL) PARTITION BY RANGE (timestamp);
+    ALTER TABLE ${BASELINE} ADD FOREIGN KEY (connection_id) REFERENCES agent_mcp_connections(id) ON DELETE CASCADE,
+                            ADD FOREIGN KEY (created_by) REFERENCES users(id);
+    CREATE TABLE ${BASELINE}_default PARTITION OF ${BASELINE} DEFAULT;
+    INSERT INTO partitioned_tables (parent_table, partition_column, width, premake) VALUES ('${BASELINE}', 'timestamp', 'day', 7);`);
+}
+
+async function createPartitions(pg: Client, days: number): Promise<void> {
+  for (const parent of [LIVE, BASELINE]) {
+    await pg.query(`SELECT maintain_partitions($1, now() - make_interval(days => $2))`, [parent, days + 1]);
+  }
+}
+
+/** Same rows into both tables: rows spread evenly over the last `days` days, about 450 bytes each. */
+async function load(url: string, table: string, connectionId: string, o: Options, progress: (table: string, done: number) => void): Promise<void> {
+  const pg = new Client({ connectionString: url });
+  await pg.connect();
+  try {
+    const chunk = 250_000;
+    const spanMs = o.days * 86_400_000;
+    const [{ end }] = (await pg.query(`SELECT date_trunc('second', now()) AS end`)).rows;
+    for (let from = 0; from < o.rows; from += chunk) {
+      const to = Math.min(o.rows, from + chunk);
+      await pg.query(
+        `INSERT INTO ${table} (id, connection_id, event_type, event_details, old_status, new_status, request_data, response_data,
+                               latency_ms, bytes_transferred, timestamp, user_agent, ip_address, session_id)
+         SELECT md5('row' || i)::uuid, $1,
+                (ARRAY['connected','disconnected','error','testing','status_change','activated','deactivated','config_updated','usage_recorded'])[1 + i % 9],
+                'tool call ' || i || ' on server search', 'active', 'active',
+                jsonb_build_object('method', 'tools/call', 'params', jsonb_build_object('name', 'search', 'query', md5(i::text), 'limit', 20)),
+                jsonb_build_object('result', jsonb_build_object('hits', i % 50, 'cursor', md5((i + 1)::text))),
+                i % 900, (i % 9000) * 17,
+                $2::timestamptz - make_interval(secs => ($5::bigint - i) * ($4::double precision / 1000 / $5)),
+                'mcp-agent/1.4 (linux; node 20)', '10.1.2.3', md5((i / 100)::text)
+           FROM generate_series($3::bigint, $6::bigint) AS i`,
+        [connectionId, end, from, spanMs, o.rows, to - 1],
+      );
+      progress(table, to);
+    }
+  } finally {
+    await pg.end();
+  }
+}
+
+// ------------------------------------------------------------------ measurement
+
+/** Polls pg_locks for `relation` every 10 ms; reports the longest any one lock (backend + mode) was held. */
+class LockWatcher {
+  private readonly seen = new Map<string, { first: number; last: number; mode: string }>();
+  private longest = { ms: 0, mode: 'none' };
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly pg: Client,
+    private readonly relation: string,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.busy) return;
+      this.busy = true;
+      this.pg
+        .query(`SELECT pid, mode FROM pg_locks WHERE relation = to_regclass($1) AND granted AND pid <> pg_backend_pid()`, [this.relation])
+        .then(({ rows }) => {
+          const now = performance.now();
+          const current = new Set<string>();
+          for (const r of rows) {
+            const key = `${r.pid}/${r.mode}`;
+            current.add(key);
+            const entry = this.seen.get(key) ?? { first: now, last: now, mode: r.mode };
+            entry.last = now;
+            this.seen.set(key, entry);
+          }
+          for (const [key, entry] of this.seen) if (!current.has(key)) this.finish(key, entry);
+        })
+        .finally(() => (this.busy = false));
+    }, 10);
+  }
+
+  private finish(key: string, entry: { first: number; last: number; mode: string }): void {
+    const ms = entry.last - entry.first + 10; // seen from first to last poll, plus one polling interval
+    if (ms > this.longest.ms) this.longest = { ms, mode: entry.mode };
+    this.seen.delete(key);
+  }
+
+  async stop(): Promise<{ ms: number; mode: string }> {
+    clearInterval(this.timer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 5));
+    for (const [key, entry] of this.seen) this.finish(key, entry);
+    return this.longest;
+  }
+}
+
+interface Measured {
+  seconds: number;
+  walBytes: number;
+  lock: { ms: number; mode: string };
+  rowsRemoved: number;
+  detail: string;
+}
+
+async function measure(admin: Client, watch: Client, relation: string, work: () => Promise<{ rows: number; detail: string }>): Promise<Measured> {
+  await admin.query('CHECKPOINT');
+  const [{ lsn: before }] = (await admin.query('SELECT pg_current_wal_lsn() AS lsn')).rows;
+  const watcher = new LockWatcher(watch, relation);
+  watcher.start();
+  const t0 = performance.now();
+  const { rows, detail } = await work();
+  const seconds = (performance.now() - t0) / 1000;
+  const lock = await watcher.stop();
+  const [{ bytes }] = (await admin.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::bigint AS bytes', [before])).rows;
+  return { seconds, walBytes: Number(bytes), lock, rowsRemoved: rows, detail };
+}
+
+// ------------------------------------------------------------------ main
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const mb = (bytes: number) => `${fmt(bytes / 1_048_576, 1)} MB`;
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const name = uniqueDatabaseName('bench_retention');
+  const url = await createDatabase(adminUrl, name);
+  const log = (msg: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${msg}\n`);
+  const admin = new Client({ connectionString: url });
+  const watch = new Client({ connectionString: url, application_name: 'bench-lock-watch' });
+  try {
+    await migrateUp(url);
+    await admin.connect();
+    await watch.connect();
+    const { rows: [fx] } = await admin.query(
+      `WITH u AS (INSERT INTO users (username, email) VALUES ('bench', 'bench@example.test') RETURNING id),
+            a AS (INSERT INTO agents (user_id, name) SELECT id, 'bench-agent' FROM u RETURNING id, user_id),
+            s AS (INSERT INTO mcp_servers (name, owner_id) SELECT 'bench-server', user_id FROM a RETURNING id)
+       INSERT INTO agent_mcp_connections (agent_id, mcp_server_instance_id) SELECT a.id, s.id FROM a, s RETURNING id`,
+    );
+    await createBaseline(admin);
+    await createPartitions(admin, o.days);
+    log(`loading ${fmt(o.rows)} rows over ${o.days} days into ${LIVE} and ${BASELINE} (two connections in parallel)`);
+    const loadStart = performance.now();
+    await Promise.all([LIVE, BASELINE].map((t) => load(url, t, fx.id, o, (table, done) => log(`  ${table}: ${fmt(done)}`))));
+    log(`loaded in ${fmt((performance.now() - loadStart) / 1000, 1)} s; VACUUM ANALYZE (old partitions are all-visible in production)`);
+    await admin.query(`VACUUM ANALYZE ${LIVE}`);
+    await admin.query(`VACUUM ANALYZE ${BASELINE}`);
+
+    const hotDays = o.days - o.removeDays;
+    const running = await startService({
+      serviceName: 'retention',
+      defaultPort: 0,
+      env: { DATABASE_URL: url, GRPC_HOST: '127.0.0.1', GRPC_PORT: '0', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
+      createDataSource: (u) => createDataSource({ url: u, entities: retentionEntities, applicationName: 'retention', poolSize: 4 }),
+      createServices: (deps) => [createRetentionService(deps)],
+    });
+    const client = new grpc.Client(`127.0.0.1:${running.server.port}`, grpc.credentials.createInsecure());
+    const { token } = await provisionPrincipal(admin, { username: 'bench-operator', roles: ['retention_operator'] });
+    const call = <Res>(method: string, encode: { encode(m: never): { finish(): Uint8Array } }, decode: { decode(b: Uint8Array): Res }, req: unknown) =>
+      new Promise<Res>((resolve, reject) => {
+        const metadata = new grpc.Metadata();
+        metadata.set('authorization', `Bearer ${token}`);
+        client.makeUnaryRequest(
+          `/mcp.retention.v1.RetentionService/${method}`,
+          (m: unknown) => Buffer.from(encode.encode(m as never).finish()),
+          (b: Buffer) => decode.decode(b),
+          req,
+          metadata,
+          { deadline: Date.now() + 3_600_000 },
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        );
+      });
+    await call('UpsertPolicy', retention.UpsertPolicyRequest, retention.UpsertPolicyResponse,
+      retention.UpsertPolicyRequest.fromPartial({ policy: { table: LIVE, hotDays, archiveBeforeDelete: false, enabled: true } }));
+
+    log(`service: RunRetention(${LIVE}) with ${hotDays} days hot, no archive`);
+    let cutoff: Date | undefined;
+    const service = await measure(admin, watch, LIVE, async () => {
+      const { run } = await call('RunRetention', retention.RunRetentionRequest, retention.RunRetentionResponse,
+        retention.RunRetentionRequest.fromPartial({ policy: LIVE }));
+      if (run?.status !== retention.RunStatus.RUN_STATUS_SUCCEEDED) throw new Error(`run failed: ${run?.error}`);
+      const t = run.tables[0];
+      cutoff = t.cutoff;
+      const dropped = t.steps.filter((s) => s.action === retention.StepAction.STEP_ACTION_DROP_PARTITION);
+      const trimmed = t.steps.filter((s) => s.action === retention.StepAction.STEP_ACTION_TRIM_ROWS).reduce((n, s) => n + Number(s.rows), 0);
+      return {
+        rows: Number(t.rowsDeleted),
+        detail: `${dropped.length} partitions dropped (${fmt(dropped.reduce((n, s) => n + Number(s.rows), 0))} rows), ${fmt(trimmed)} rows trimmed from the partition holding the cutoff`,
+      };
+    });
+    client.close();
+    await running.shutdown('bench done');
+
+    log(`baseline: DELETE FROM ${BASELINE} WHERE timestamp < cutoff; VACUUM ${BASELINE}`);
+    let deleteSeconds = 0;
+    const baseline = await measure(admin, watch, BASELINE, async () => {
+      const t0 = performance.now();
+      const res = await admin.query(`DELETE FROM ${BASELINE} WHERE timestamp < $1`, [cutoff]);
+      deleteSeconds = (performance.now() - t0) / 1000;
+      const t1 = performance.now();
+      await admin.query(`VACUUM ${BASELINE}`);
+      return { rows: res.rowCount ?? 0, detail: `DELETE ${fmt(deleteSeconds, 2)} s + VACUUM ${fmt((performance.now() - t1) / 1000, 2)} s` };
+    });
+
+    const remaining = await Promise.all([LIVE, BASELINE].map(async (t) => Number((await admin.query(`SELECT count(*) AS n FROM ${t}`)).rows[0].n)));
+    if (service.rowsRemoved !== baseline.rowsRemoved || remaining[0] !== remaining[1]) {
+      throw new Error(`paths disagree: removed ${service.rowsRemoved} vs ${baseline.rowsRemoved}, remaining ${remaining[0]} vs ${remaining[1]}`);
+    }
+
+    const rows = [
+      ['path', 'rows removed', 'time', 'WAL', 'longest lock on the live parent', 'detail'],
+      ['RunRetention (detach + drop)', fmt(service.rowsRemoved), `${fmt(service.seconds, 2)} s`, mb(service.walBytes), `${fmt(service.lock.ms)} ms (${service.lock.mode})`, service.detail],
+      ['DELETE + VACUUM', fmt(baseline.rowsRemoved), `${fmt(baseline.seconds, 2)} s`, mb(baseline.walBytes), `${fmt(baseline.lock.ms)} ms (${baseline.lock.mode})`, baseline.detail],
+    ];
+    const speedup = baseline.seconds / service.seconds;
+    const walShare = (service.walBytes / baseline.walBytes) * 100;
+    console.log(`\nRetention: ${fmt(o.rows)} rows over ${o.days} days, oldest ${o.removeDays} days removed (cutoff ${cutoff!.toISOString()})\n`);
+    console.log(`| ${rows[0].join(' | ')} |\n|${rows[0].map(() => '---').join('|')}|`);
+    for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
+    console.log(
+      `\nspeed-up ${fmt(speedup, 1)}x (target >= 10x) · WAL ${fmt(walShare, 2)}% of the DELETE's (target <= 1%) · ` +
+        `longest lock on the live parent ${fmt(service.lock.ms)} ms (target <= 1000 ms)`,
+    );
+  } finally {
+    await admin.end().catch(() => undefined);
+    await watch.end().catch(() => undefined);
+    if (!o.keep) await dropDatabase(adminUrl, name);
+    else process.stderr.write(`kept database ${name}\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

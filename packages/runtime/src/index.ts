@@ -1,0 +1,79 @@
+export {
+  AbortedError,
+  AlreadyExistsError,
+  CancelledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  INTERNAL_ERROR_MESSAGE,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  StatusError,
+  UnauthenticatedError,
+  UnavailableError,
+  decodeBadRequest,
+  decodeRetryDelayMs,
+  toServiceError,
+  type FieldViolation,
+} from './errors';
+export {
+  createCallHandlers,
+  type CallContext,
+  type CallGuard,
+  type CallHandlers,
+  type HandlerDeps,
+  type ServerStreamWriter,
+} from './calls';
+export { createLogger, type Logger, type LoggerOptions } from './logger';
+export { DEFAULT_REDACTION_POLICY, createRedactor, type RedactionPolicy, type Redactor } from './redaction';
+export {
+  ConfigError,
+  loadConfig,
+  type GlobalSecurityPolicy,
+  type GrpcSettings,
+  type LoadConfigOptions,
+  type NetworkSecurity,
+  type PlatformConfig,
+  type PlatformFileConfig,
+  type ServerSettings,
+} from './config';
+export {
+  HEALTH_SERVICE,
+  installShutdownSignals,
+  startServer,
+  type RunningServer,
+  type ServiceRegistration,
+  type StartServerOptions,
+} from './server';
+export { APPLICATION_ROLE, databaseReady, inTransaction, type IsolationLevel, type TransactionOptions } from './db';
+export { shutdownTelemetry, startTelemetry, telemetryDisabled } from './telemetry';
+export { DEFAULT_INGEST_LIMITS, isUuid, Violations, type IngestLimits, type JsonRule, type TextRule } from './input-validation';
+export { exactTimestamp, SqlConditions } from './sql';
+export { decodePageToken, encodePageToken, keysetPage, pageSize } from './page-token';
+export { uuidv7 } from '@mcp/proto';
+export { NotificationHub } from './notifications';
+export {
+  runService,
+  startService,
+  type RunningService,
+  type ServiceDeps,
+  type ServiceUnit,
+  type StartServiceOptions,
+} from './run-service';
+export { checkHealth, waitForServing, type HealthStatus } from './health-client';
+export { hasPermission, PERMISSIONS, type Permission, type Principal } from './auth/principal';
+export { AUTH_CHANGES_CHANNEL, PlatformGuard, SYSTEM_USER_ID, UnauthenticatedDevGuard, peerAddress } from './auth/guard';
+export { ensureUser, findUser, grantRole, issueApiKey, provisionPrincipal, recordAdminAction, revokeApiKey, revokeRole, type IssuedKey } from './auth/admin';
+export { generateApiKey, hashApiKey } from './auth/api-keys';
+export { recordAudit, type AuditEntry } from './audit-trail';
+export { platformMetrics } from './metrics';
+export {
+  COMMIT_ORDER_HORIZON_CTE,
+  CommitOrderStream,
+  commitOrderPredicates,
+  type CommitCursor,
+  type CommitOrderLimits,
+  type CommitOrderRow,
+  type ReadAfter,
+} from './commit-order-stream';

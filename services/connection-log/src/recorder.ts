@@ -1,0 +1,72 @@
+import type { connectionlog } from '@mcp/proto';
+import { trace } from '@opentelemetry/api';
+import { FailedPreconditionError, inTransaction, platformMetrics, uuidv7, type CallContext, type Redactor } from '@mcp/runtime';
+import type { DataSource } from 'typeorm';
+import type { IngestLimits } from '@mcp/runtime';
+import { parseEventBatch } from './events';
+import { eventKey, type ConnectionLogRepository, type KeyedEvent } from './repository';
+
+export interface RecordResult {
+  acks: connectionlog.EventAck[];
+  storedCount: number;
+  duplicateCount: number;
+}
+
+/**
+ * Stores batches of connection events: validated and redacted up front, then
+ * one transaction per batch, so a batch is wholly stored or wholly absent and
+ * an acknowledgement is only ever sent for committed rows.
+ */
+export class EventRecorder {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly repository: ConnectionLogRepository,
+    private readonly limits: IngestLimits,
+    private readonly redactor: Redactor,
+  ) {}
+
+  async record(events: connectionlog.ConnectionEvent[], ctx: CallContext): Promise<RecordResult> {
+    const now = new Date();
+    const parsed = parseEventBatch(events, this.limits, this.redactor, now);
+    // Server-assigned keys are fixed before the transaction, so the ack names
+    // exactly what was stored. Millisecond timestamps round-trip through the API.
+    const keyed: KeyedEvent[] = parsed.map((e) => ({
+      ...e,
+      id: e.id ?? uuidv7(now.getTime()),
+      timestamp: e.timestamp ?? now,
+    }));
+
+    const inserted = await inTransaction(this.dataSource, ctx, async (q) => {
+      await this.checkReferences(q, keyed);
+      return this.repository.insertEvents(q, keyed);
+    });
+    trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': keyed.length, 'mcp.batch.stored': inserted.size });
+    platformMetrics.rowsIngested('agent_mcp_connection_logs', inserted.size);
+
+    const acks = keyed.map((e) => ({
+      id: e.id,
+      timestamp: e.timestamp,
+      alreadyStored: !inserted.has(eventKey(e.id, e.timestamp.getTime())),
+    }));
+    return { acks, storedCount: inserted.size, duplicateCount: keyed.length - inserted.size };
+  }
+
+  /** Names every event whose connection or creator does not exist, instead of one opaque FK error. */
+  private async checkReferences(q: Parameters<ConnectionLogRepository['existingConnections']>[0], events: KeyedEvent[]): Promise<void> {
+    const connectionIds = [...new Set(events.map((e) => e.connectionId))];
+    const userIds = [...new Set(events.flatMap((e) => (e.createdBy ? [e.createdBy] : [])))];
+    const [connections, users] = await Promise.all([
+      this.repository.existingConnections(q, connectionIds),
+      userIds.length > 0 ? this.repository.existingUsers(q, userIds) : Promise.resolve(new Set<string>()),
+    ]);
+    const problems: string[] = [];
+    events.forEach((e, i) => {
+      if (!connections.has(e.connectionId)) problems.push(`events[${i}].connection_id: unknown connection ${e.connectionId}`);
+      if (e.createdBy && !users.has(e.createdBy)) problems.push(`events[${i}].created_by: unknown user ${e.createdBy}`);
+    });
+    if (problems.length > 0) {
+      const shown = problems.slice(0, 20).join('; ');
+      throw new FailedPreconditionError(problems.length > 20 ? `${shown}; … ${problems.length - 20} more` : shown);
+    }
+  }
+}
