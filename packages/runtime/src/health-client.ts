@@ -21,9 +21,10 @@ export function checkHealth(
   });
 }
 
-/** Polls until `address` reports SERVING, or rejects after `timeoutMs`. */
-export async function waitForServing(
+/** Polls until `address` reports `wanted` (an unreachable server counts as no answer yet), or rejects after `timeoutMs`. */
+export async function waitForHealth(
   address: string,
+  wanted: HealthStatus,
   timeoutMs = 15_000,
   service = '',
   credentials?: grpc.ChannelCredentials,
@@ -31,8 +32,18 @@ export async function waitForServing(
   const until = Date.now() + timeoutMs;
   for (;;) {
     const status = await checkHealth(address, service, { credentials }).catch(() => 'UNREACHABLE');
-    if (status === 'SERVING') return;
-    if (Date.now() > until) throw new Error(`${address} not SERVING after ${timeoutMs} ms (last: ${status})`);
+    if (status === wanted) return;
+    if (Date.now() > until) throw new Error(`${address} not ${wanted} after ${timeoutMs} ms (last: ${status})`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Polls until `address` reports SERVING, or rejects after `timeoutMs`. */
+export function waitForServing(
+  address: string,
+  timeoutMs = 15_000,
+  service = '',
+  credentials?: grpc.ChannelCredentials,
+): Promise<void> {
+  return waitForHealth(address, 'SERVING', timeoutMs, service, credentials);
 }

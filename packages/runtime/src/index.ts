@@ -61,7 +61,7 @@ export {
   type ServiceUnit,
   type StartServiceOptions,
 } from './run-service';
-export { checkHealth, waitForServing, type HealthStatus } from './health-client';
+export { checkHealth, waitForHealth, waitForServing, type HealthStatus } from './health-client';
 export { hasPermission, PERMISSIONS, type Permission, type Principal } from './auth/principal';
 export { AUTH_CHANGES_CHANNEL, PlatformGuard, SYSTEM_USER_ID, UnauthenticatedDevGuard, peerAddress } from './auth/guard';
 export { ensureUser, findUser, grantRole, issueApiKey, provisionPrincipal, recordAdminAction, revokeApiKey, revokeRole, type IssuedKey } from './auth/admin';

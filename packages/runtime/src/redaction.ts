@@ -39,6 +39,43 @@ const SECRET_ASSIGNMENT_KEYS = [
   '(?:x[-_]?)?api[-_]?key|private[-_]?key',
 ].join('|');
 
+/**
+ * A default pattern and the lower-case literals at least one of which any
+ * match must contain. Scanning the text once for those literals lets the
+ * common payload (no secret at all) skip the regular expressions, whose
+ * lookbehinds would otherwise be tried at every position.
+ */
+interface GatedPattern {
+  pattern: string;
+  needles: readonly string[];
+}
+
+const DEFAULT_PATTERNS: readonly GatedPattern[] = [
+  // HTTP bearer credentials: "Bearer [REDACTED]".
+  { pattern: String.raw`/(?<=\bBearer\s+)[A-Za-z0-9\-._~+/]+=*/gi`, needles: ['bearer'] },
+  // HTTP basic credentials. The token must mix lower case with upper case or
+  // digits, as base64 of "user:password" does, so prose like "Basic authentication" stays.
+  {
+    pattern: String.raw`(?<=\b[Bb]asic\s+)(?=[A-Za-z0-9+/]*?[a-z][A-Za-z0-9+/]*?[A-Z0-9])[A-Za-z0-9+/]{8,}={0,2}`,
+    needles: ['basic'],
+  },
+  // JSON Web Tokens: three base64url segments, the header starting with '{"' (eyJ).
+  { pattern: String.raw`\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`, needles: ['eyj'] },
+  { pattern: String.raw`-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----`, needles: ['-----begin '] },
+  // AWS access key ids (long-lived AKIA, temporary ASIA).
+  { pattern: String.raw`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`, needles: ['akia', 'asia'] },
+  // API secret keys: "sk-..." (OpenAI, Anthropic) and "sk_live_..."/"rk_test_..." (Stripe).
+  { pattern: String.raw`\bsk-[A-Za-z0-9_-]{16,}`, needles: ['sk-'] },
+  { pattern: String.raw`\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,}`, needles: ['k_live_', 'k_test_'] },
+  // "password=...", "api_key: ..." in URLs, query strings, connection strings and prose.
+  {
+    pattern: String.raw`/(?<=\b(?:${SECRET_ASSIGNMENT_KEYS})["']?\s*[=:]\s*["']?)[^\s&;,"'<>]+/gi`,
+    needles: ['password', 'passwd', 'pwd', 'secret', 'token', 'api', 'private'],
+  },
+  // URL credentials: postgres://user:[REDACTED]@host
+  { pattern: String.raw`(?<=[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?=@)`, needles: ['://'] },
+];
+
 export const DEFAULT_REDACTION_POLICY: Readonly<Required<RedactionPolicy>> = Object.freeze({
   keys: [
     'authorization',
@@ -60,25 +97,7 @@ export const DEFAULT_REDACTION_POLICY: Readonly<Required<RedactionPolicy>> = Obj
     'sessiontoken',
     'credentials',
   ],
-  patterns: [
-    // HTTP bearer credentials: "Bearer [REDACTED]".
-    String.raw`/(?<=\bBearer\s+)[A-Za-z0-9\-._~+/]+=*/gi`,
-    // HTTP basic credentials. The token must mix lower case with upper case or
-    // digits, as base64 of "user:password" does, so prose like "Basic authentication" stays.
-    String.raw`(?<=\b[Bb]asic\s+)(?=[A-Za-z0-9+/]*?[a-z][A-Za-z0-9+/]*?[A-Z0-9])[A-Za-z0-9+/]{8,}={0,2}`,
-    // JSON Web Tokens: three base64url segments, the header starting with '{"' (eyJ).
-    String.raw`\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`,
-    String.raw`-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----`,
-    // AWS access key ids (long-lived AKIA, temporary ASIA).
-    String.raw`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`,
-    // API secret keys: "sk-..." (OpenAI, Anthropic) and "sk_live_..."/"rk_test_..." (Stripe).
-    String.raw`\bsk-[A-Za-z0-9_-]{16,}`,
-    String.raw`\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,}`,
-    // "password=...", "api_key: ..." in URLs, query strings, connection strings and prose.
-    String.raw`/(?<=\b(?:${SECRET_ASSIGNMENT_KEYS})["']?\s*[=:]\s*["']?)[^\s&;,"'<>]+/gi`,
-    // URL credentials: postgres://user:[REDACTED]@host
-    String.raw`(?<=[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?=@)`,
-  ],
+  patterns: DEFAULT_PATTERNS.map((p) => p.pattern),
   replacement: '[REDACTED]',
 });
 
@@ -97,10 +116,20 @@ export function compilePattern(pattern: string): RegExp {
 export function createRedactor(extra: Partial<RedactionPolicy> = {}): Redactor {
   const replacement = extra.replacement ?? DEFAULT_REDACTION_POLICY.replacement;
   const keys = new Set([...DEFAULT_REDACTION_POLICY.keys, ...(extra.keys ?? [])].map(normalizeKey));
-  const patterns = [...DEFAULT_REDACTION_POLICY.patterns, ...(extra.patterns ?? [])].map(compilePattern);
+  // A policy's own patterns have no known needles: they always run.
+  const gated = [...DEFAULT_PATTERNS, ...(extra.patterns ?? []).map((pattern) => ({ pattern, needles: [] }))].map((p) => ({
+    regex: compilePattern(p.pattern),
+    needles: p.needles,
+  }));
+  const patterns = gated.map((p) => p.regex);
+  /** The patterns that can match `text`: those without needles, and those with one of theirs in it. */
+  const candidates = (text: string): RegExp[] => {
+    const lower = text.toLowerCase();
+    return gated.filter((p) => p.needles.length === 0 || p.needles.some((n) => lower.includes(n))).map((p) => p.regex);
+  };
 
   const redactText = (text: string): string =>
-    patterns.reduce((masked, pattern) => masked.replace(pattern, replacement), text);
+    candidates(text).reduce((masked, pattern) => masked.replace(pattern, replacement), text);
 
   const isSecretKey = (key: unknown): boolean => typeof key === 'string' && keys.has(normalizeKey(key));
 
@@ -150,7 +179,7 @@ export function createRedactor(extra: Partial<RedactionPolicy> = {}): Redactor {
     if (!screenable || text.includes('\\')) return true;
     const normalized = text.toLowerCase().replace(/[-_]/g, '');
     if (keyNeedles.some((key) => normalized.includes(key))) return true;
-    return patterns.some((pattern) => {
+    return candidates(text).some((pattern) => {
       pattern.lastIndex = 0;
       return pattern.test(text);
     });

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { freePort } from '@mcp/db';
 import { freshDatabase, type TestDatabase } from '@mcp/db/testing';
 import { connectionlog } from '@mcp/proto';
-import { checkHealth, provisionPrincipal, waitForServing } from '@mcp/runtime';
+import { provisionPrincipal, waitForHealth, waitForServing } from '@mcp/runtime';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -95,8 +95,8 @@ describe('process lifecycle', () => {
     });
     const client = new connectionlog.ConnectionLogServiceClient(address, grpc.credentials.createInsecure());
     try {
-      await new Promise((r) => setTimeout(r, 1500));
-      expect(await checkHealth(address)).toBe('NOT_SERVING');
+      // Polled rather than slept: start-up takes a while on a loaded machine.
+      await waitForHealth(address, 'NOT_SERVING', 20_000);
       const code = await recordBatch(client, 1).then(
         () => 'accepted',
         (err: grpc.ServiceError) => err.code,
@@ -107,10 +107,12 @@ describe('process lifecycle', () => {
       await waitForServing(address, 20_000);
       const res = await recordBatch(client, 3);
       expect(res.storedCount).toBe(3);
-    } finally {
-      client.close();
+
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
+    } finally {
+      client.close();
+      child.kill('SIGKILL'); // no-op once it has exited; keeps a failed assertion above from leaking the process
       proxy.close();
     }
   });
