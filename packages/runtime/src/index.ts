@@ -49,7 +49,7 @@ export {
 export { APPLICATION_ROLE, databaseReady, inTransaction, type IsolationLevel, type TransactionOptions } from './db';
 export { shutdownTelemetry, startTelemetry, telemetryDisabled } from './telemetry';
 export { DEFAULT_INGEST_LIMITS, isUuid, Violations, type IngestLimits, type JsonRule, type TextRule } from './input-validation';
-export { exactTimestamp, SqlConditions } from './sql';
+export { arrayLiteral, exactTimestamp, SqlConditions } from './sql';
 export { decodePageToken, encodePageToken, keysetPage, pageSize } from './page-token';
 export { uuidv7 } from '@mcp/proto';
 export { NotificationHub } from './notifications';

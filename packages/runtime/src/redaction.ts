@@ -122,14 +122,22 @@ export function createRedactor(extra: Partial<RedactionPolicy> = {}): Redactor {
     needles: p.needles,
   }));
   const patterns = gated.map((p) => p.regex);
-  /** The patterns that can match `text`: those without needles, and those with one of theirs in it. */
-  const candidates = (text: string): RegExp[] => {
-    const lower = text.toLowerCase();
+  const ungated = gated.filter((p) => p.needles.length === 0).map((p) => p.regex);
+  // One pass over the lower-cased text finds whether any needle is there at all.
+  const escape = (literal: string): string => literal.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  const needleScreen = new RegExp(gated.flatMap((p) => p.needles).map(escape).join('|'));
+  // A JSON document also needs a closer look when it names a secret key, separators ignored as isSecretKey does.
+  const keyOrNeedleScreen = new RegExp(
+    [...[...keys].map((key) => [...key].map(escape).join('[-_]*')), needleScreen.source].join('|'),
+  );
+  /** The patterns that can match `lower` (the text in lower case). */
+  const candidates = (lower: string): RegExp[] => {
+    if (!needleScreen.test(lower)) return ungated;
     return gated.filter((p) => p.needles.length === 0 || p.needles.some((n) => lower.includes(n))).map((p) => p.regex);
   };
 
   const redactText = (text: string): string =>
-    candidates(text).reduce((masked, pattern) => masked.replace(pattern, replacement), text);
+    candidates(text.toLowerCase()).reduce((masked, pattern) => masked.replace(pattern, replacement), text);
 
   const isSecretKey = (key: unknown): boolean => typeof key === 'string' && keys.has(normalizeKey(key));
 
@@ -174,12 +182,9 @@ export function createRedactor(extra: Partial<RedactionPolicy> = {}): Redactor {
   // raw text wherever it matches a string inside it: true unless a pattern is
   // anchored (^ or $ outside a character class) or the text has escapes (\).
   const screenable = patterns.every((p) => !/[$^]/.test(p.source.replace(/\\./g, '').replace(/\[[^\]]*\]/g, '')));
-  const keyNeedles = [...keys];
   const mayHoldSecret = (text: string): boolean => {
-    if (!screenable || text.includes('\\')) return true;
-    const normalized = text.toLowerCase().replace(/[-_]/g, '');
-    if (keyNeedles.some((key) => normalized.includes(key))) return true;
-    return candidates(text).some((pattern) => {
+    if (!screenable || text.includes('\\') || keyOrNeedleScreen.test(text.toLowerCase())) return true;
+    return ungated.some((pattern) => {
       pattern.lastIndex = 0;
       return pattern.test(text);
     });

@@ -27,3 +27,22 @@ export class SqlConditions {
 export function exactTimestamp(column: string): string {
   return `to_char((${column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }
+
+/**
+ * A one-dimensional PostgreSQL array literal (`{"a","b",NULL}`) for a bulk
+ * parameter such as `$1::uuid[]` in `unnest(...)`. The same text node-pg would
+ * send for an array, built with one scan per element instead of its two
+ * regular-expression replaces and local-time date formatting, which show up
+ * at ingest rates. Dates become ISO 8601 UTC; null and undefined become NULL.
+ */
+export function arrayLiteral(values: readonly (string | number | bigint | Date | null | undefined)[]): string {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || v === undefined) parts[i] = 'NULL';
+    else if (typeof v === 'string') parts[i] = v.includes('"') || v.includes('\\') ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
+    else if (v instanceof Date) parts[i] = `"${v.toISOString()}"`;
+    else parts[i] = String(v);
+  }
+  return `{${parts.join(',')}}`;
+}

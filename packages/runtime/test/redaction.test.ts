@@ -69,6 +69,18 @@ describe('redactText', () => {
     for (const [secret] of [[jwt], [pem], [awsKey], [openAiKey], [stripeKey]]) {
       expect(redactor.redactText(`x ${secret} y`)).toBe(unscreened(`x ${secret} y`));
     }
+
+    // JSON documents: when the screen passes a document through as it is, redacting it in full changes nothing.
+    const keys = ['id', 'name', 'Pass-Word', 'toK\u212Aen', 'API_KEY', 'x_api-key', 'set-cookie', 'limit', 'query', 'Credentials', 'pwd'];
+    const values = ['"v"', '1', 'null', '"Bearer abcDEF123"', '"https://u:p@h"', '"tools/call"', '["a","eyJx.y.z"]', '{"nested":"ok"}'];
+    for (let i = 0; i < 3000; i++) {
+      const members = Array.from({ length: 1 + random(4) }, () => `"${keys[random(keys.length)]}":${values[random(values.length)]}`);
+      const text = `{${members.join(',')}}`;
+      const parsed: unknown = JSON.parse(text);
+      const stored = redactor.redactJson(text, parsed);
+      if (stored === text) expect(JSON.stringify(redactor.redact(parsed)), text).toBe(JSON.stringify(parsed));
+      else expect(stored).toBe(JSON.stringify(redactor.redact(parsed)));
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { COMMIT_ORDER_HORIZON_CTE, commitOrderPredicates, exactTimestamp, SqlConditions, type CommitCursor } from '@mcp/runtime';
+import { COMMIT_ORDER_HORIZON_CTE, commitOrderPredicates, arrayLiteral, exactTimestamp, SqlConditions, type CommitCursor } from '@mcp/runtime';
 import type { QueryRunner } from 'typeorm';
 import type { NewConnectionEvent } from './events';
 
@@ -90,7 +90,7 @@ export class ConnectionLogRepository {
    * that is all of them, otherwise this transaction's rows are read back.
    */
   async insertEvents(q: QueryRunner, events: KeyedEvent[]): Promise<Set<string>> {
-    const col = <T>(pick: (e: KeyedEvent) => T): T[] => events.map(pick);
+    const col = (pick: (e: KeyedEvent) => string | number | Date | null): string => arrayLiteral(events.map(pick));
     const ids = col((e) => e.id);
     const timestamps = col((e) => e.timestamp);
     const result: { affected?: number } = await q.query(
