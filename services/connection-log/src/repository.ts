@@ -83,11 +83,14 @@ export class ConnectionLogRepository {
   }
 
   /**
-   * One INSERT … SELECT FROM unnest(arrays) for the whole batch: one round
-   * trip and one plan however many rows. ON CONFLICT on the primary key
-   * (id, timestamp) makes retries store nothing twice. Returns the keys
-   * actually inserted by this call: when every row went in (the common case)
-   * that is all of them, otherwise this transaction's rows are read back.
+   * One INSERT … SELECT for the whole batch: one round trip and one plan
+   * however many rows. Scalar columns travel as arrays; the three JSON
+   * payloads as one JSON array of {q, s, e} objects (absent key = NULL), so
+   * already-validated JSON text is embedded as it is instead of being escaped
+   * into array elements and PostgreSQL parses it once. ON CONFLICT on the
+   * primary key (id, timestamp) makes retries store nothing twice. Returns the
+   * keys actually inserted by this call: when every row went in (the common
+   * case) that is all of them, otherwise this transaction's rows are read back.
    */
   async insertEvents(q: QueryRunner, events: KeyedEvent[]): Promise<Set<string>> {
     const col = (pick: (e: KeyedEvent) => string | number | Date | null): string => arrayLiteral(events.map(pick));
@@ -98,10 +101,15 @@ export class ConnectionLogRepository {
          id, connection_id, event_type, event_details, old_status, new_status,
          request_data, response_data, error_data, latency_ms, bytes_transferred,
          timestamp, created_by, user_agent, ip_address, session_id)
-       SELECT * FROM unnest(
-         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-         $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::int[], $11::bigint[],
-         $12::timestamptz[], $13::uuid[], $14::text[], $15::inet[], $16::text[])
+       SELECT r.id, r.connection_id, r.event_type, r.event_details, r.old_status, r.new_status,
+              r.payload -> 'q', r.payload -> 's', r.payload -> 'e', r.latency_ms, r.bytes_transferred,
+              r.timestamp, r.created_by, r.user_agent, r.ip_address, r.session_id
+         FROM ROWS FROM (
+           unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[]),
+           unnest($6::text[]), jsonb_array_elements($7::jsonb), unnest($8::int[]), unnest($9::bigint[]),
+           unnest($10::timestamptz[]), unnest($11::uuid[]), unnest($12::text[]), unnest($13::inet[]), unnest($14::text[])
+         ) AS r(id, connection_id, event_type, event_details, old_status, new_status, payload, latency_ms,
+                bytes_transferred, timestamp, created_by, user_agent, ip_address, session_id)
        ON CONFLICT (id, timestamp) DO NOTHING`,
       [
         ids,
@@ -110,9 +118,7 @@ export class ConnectionLogRepository {
         col((e) => e.eventDetails),
         col((e) => e.oldStatus),
         col((e) => e.newStatus),
-        col((e) => e.requestData),
-        col((e) => e.responseData),
-        col((e) => e.errorData),
+        payloadsJson(events),
         col((e) => e.latencyMs),
         col((e) => e.bytesTransferred),
         timestamps,
@@ -331,4 +337,18 @@ export class RegistryRepository {
 
 export function eventKey(id: string, timestampMs: number): string {
   return `${id.toLowerCase()}@${timestampMs}`;
+}
+
+/** `[{"q": request, "s": response, "e": error}, …]` with each payload's JSON text embedded verbatim; null payloads are left out. */
+function payloadsJson(events: KeyedEvent[]): string {
+  const docs = new Array<string>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const { requestData, responseData, errorData } = events[i];
+    const members: string[] = [];
+    if (requestData !== null) members.push(`"q":${requestData}`);
+    if (responseData !== null) members.push(`"s":${responseData}`);
+    if (errorData !== null) members.push(`"e":${errorData}`);
+    docs[i] = `{${members.join(',')}}`;
+  }
+  return `[${docs.join(',')}]`;
 }

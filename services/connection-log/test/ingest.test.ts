@@ -50,6 +50,28 @@ describe('RecordEvents', () => {
     expect(withoutJson(back)).toEqual(withoutJson({ ...full, agentId: fx.agentId }));
   });
 
+  it('keeps each JSON payload with its own event, and a JSON null apart from an absent payload', async () => {
+    const events = [
+      event({ id: crypto.randomUUID(), timestamp: new Date(), requestData: 'null', responseData: '{"n":1}' }),
+      event({ id: crypto.randomUUID(), timestamp: new Date() }),
+      event({ id: crypto.randomUUID(), timestamp: new Date(), errorData: '"only the error"' }),
+      event({ id: crypto.randomUUID(), timestamp: new Date(), requestData: '[ 1, {"q": "s"} ]', responseData: '{"e":{}}', errorData: '0' }),
+    ];
+    expect((await h.call('recordEvents', { events })).storedCount).toBe(4);
+    const { rows } = await h.pg.query(
+      `SELECT id, request_data IS NULL AS req_absent, request_data::text AS req, response_data::text AS res, error_data::text AS err
+         FROM agent_mcp_connection_logs WHERE id = ANY($1::uuid[])`,
+      [events.map((e) => e.id)],
+    );
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(events.map((e) => { const r = byId.get(e.id)!; return [r.req_absent, r.req, r.res, r.err]; })).toEqual([
+      [false, 'null', '{"n": 1}', null],
+      [true, null, null, null],
+      [true, null, null, '"only the error"'],
+      [false, '[1, {"q": "s"}]', '{"e": {}}', '0'],
+    ]);
+  });
+
   it('assigns time-ordered ids and the receipt time when the client does not', async () => {
     const before = Date.now();
     const res = await h.call('recordEvents', { events: [event(), event()] });
