@@ -4,7 +4,7 @@ import { FailedPreconditionError, inTransaction, platformMetrics, uuidv7, type C
 import type { DataSource } from 'typeorm';
 import type { IngestLimits } from '@mcp/runtime';
 import { parseEventBatch } from './events';
-import { eventKey, type ConnectionLogRepository, type KeyedEvent } from './repository';
+import type { ConnectionLogRepository, KeyedEvent } from './repository';
 
 export interface RecordResult {
   acks: connectionlog.EventAck[];
@@ -40,15 +40,15 @@ export class EventRecorder {
       await this.checkReferences(q, keyed);
       return this.repository.insertEvents(q, keyed);
     });
-    trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': keyed.length, 'mcp.batch.stored': inserted.size });
-    platformMetrics.rowsIngested('agent_mcp_connection_logs', inserted.size);
+    trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': keyed.length, 'mcp.batch.stored': inserted.count });
+    platformMetrics.rowsIngested('agent_mcp_connection_logs', inserted.count);
 
     const acks = keyed.map((e) => ({
       id: e.id,
       timestamp: e.timestamp,
-      alreadyStored: !inserted.has(eventKey(e.id, e.timestamp.getTime())),
+      alreadyStored: !inserted.includes(e),
     }));
-    return { acks, storedCount: inserted.size, duplicateCount: keyed.length - inserted.size };
+    return { acks, storedCount: inserted.count, duplicateCount: keyed.length - inserted.count };
   }
 
   /** Names every event whose connection or creator does not exist, instead of one opaque FK error. */

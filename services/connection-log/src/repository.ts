@@ -89,10 +89,10 @@ export class ConnectionLogRepository {
    * already-validated JSON text is embedded as it is instead of being escaped
    * into array elements and PostgreSQL parses it once. ON CONFLICT on the
    * primary key (id, timestamp) makes retries store nothing twice. Returns the
-   * keys actually inserted by this call: when every row went in (the common
+   * events actually inserted by this call: when every row went in (the common
    * case) that is all of them, otherwise this transaction's rows are read back.
    */
-  async insertEvents(q: QueryRunner, events: KeyedEvent[]): Promise<Set<string>> {
+  async insertEvents(q: QueryRunner, events: KeyedEvent[]): Promise<InsertedEvents> {
     const col = (pick: (e: KeyedEvent) => string | number | Date | null): string => arrayLiteral(events.map(pick));
     const ids = col((e) => e.id);
     const timestamps = col((e) => e.timestamp);
@@ -130,17 +130,18 @@ export class ConnectionLogRepository {
       true,
     );
     const insertedCount = result.affected ?? 0;
-    if (insertedCount === 0) return new Set();
+    if (insertedCount === 0) return { count: 0, includes: () => false };
     // Delivered at commit; the payload (this transaction's id) lets tails tell
     // a commit they cannot read yet (held back by an older open transaction).
     await q.query('SELECT pg_notify($1, pg_current_xact_id()::text)', [CONNECTION_LOG_CHANNEL]);
-    if (insertedCount === events.length) return new Set(events.map((e) => eventKey(e.id, e.timestamp.getTime())));
+    if (insertedCount === events.length) return { count: insertedCount, includes: () => true };
     const rows: { id: string; ts: string }[] = await q.query(
       `SELECT id, (extract(epoch FROM timestamp) * 1000)::bigint::text AS ts FROM agent_mcp_connection_logs
         WHERE id = ANY($1::uuid[]) AND timestamp = ANY($2::timestamptz[]) AND ingest_xid = pg_current_xact_id()::text::bigint`,
       [ids, timestamps],
     );
-    return new Set(rows.map((r) => eventKey(r.id, Number(r.ts))));
+    const keys = new Set(rows.map((r) => eventKey(r.id, Number(r.ts))));
+    return { count: keys.size, includes: (e) => keys.has(eventKey(e.id, e.timestamp.getTime())) };
   }
 
   /** Newest first, strictly after `cursor` in (timestamp, id) descending order. */
@@ -335,7 +336,13 @@ export class RegistryRepository {
   }
 }
 
-export function eventKey(id: string, timestampMs: number): string {
+/** What one insert stored, without a per-event lookup structure in the common all-new case. */
+export interface InsertedEvents {
+  count: number;
+  includes(event: KeyedEvent): boolean;
+}
+
+function eventKey(id: string, timestampMs: number): string {
   return `${id.toLowerCase()}@${timestampMs}`;
 }
 
