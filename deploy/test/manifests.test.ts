@@ -35,6 +35,8 @@ import { schemaProblems, unknownFields } from './schema';
 const NAMESPACE = 'mcp-telemetry';
 /** Each service and its default port (GRPC_PORT). */
 const SERVICES: Record<string, number> = { 'connection-log': 50051, 'status-sync': 50052, audit: 50053, retention: 50054 };
+/** The health name every service reports SERVING while its process runs (LIVENESS_HEALTH_NAME in @mcp/runtime). */
+const LIVENESS_HEALTH_NAME = 'liveness';
 const INGEST = ['connection-log', 'status-sync', 'audit'];
 /** Secrets the base references and operators create (docs/operations.md): name -> keys. */
 const EXTERNAL_SECRETS: Record<string, string[]> = {
@@ -218,11 +220,11 @@ describe.each(RENDERINGS)('deploy/k8s/%s', (name) => {
         }
         for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
           const grpc = c[probe]?.grpc;
+          // Readiness follows the database; startup and liveness must not, or a database outage restarts every pod.
+          const wanted = probe === 'readinessProbe' ? (s: string | undefined) => s === undefined || s === '' || s.startsWith('mcp.') : (s: string | undefined) => s === LIVENESS_HEALTH_NAME;
           if (!grpc) problems.push(`${where(t, c)}: ${probe} is not a native grpc probe`);
           else if (grpc.port !== port) problems.push(`${where(t, c)}: ${probe} port ${grpc.port}, want ${port}`);
-          else if (grpc.service !== undefined && grpc.service !== '' && !grpc.service.startsWith('mcp.')) {
-            problems.push(`${where(t, c)}: ${probe} service ${JSON.stringify(grpc.service)} is not registered with health`);
-          }
+          else if (!wanted(grpc.service)) problems.push(`${where(t, c)}: ${probe} asks health for ${JSON.stringify(grpc.service)}`);
         }
         const containerPort = (c.ports ?? []).find((p: any) => p.name === 'grpc')?.containerPort;
         if (containerPort !== port) problems.push(`${where(t, c)}: containerPort "grpc" is ${containerPort}, want ${port}`);

@@ -40,6 +40,7 @@ export {
 } from './config';
 export {
   HEALTH_SERVICE,
+  LIVENESS_HEALTH_NAME,
   installShutdownSignals,
   startServer,
   type RunningServer,

@@ -13,6 +13,12 @@ import type { GrpcSettings, PlatformConfig } from './config';
 import type { Logger } from './logger';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+/**
+ * The health name for liveness probes: SERVING while the process runs. The
+ * overall name ('') and each service's name follow readiness (the database);
+ * a liveness probe on those would restart every pod during a database outage.
+ */
+export const LIVENESS_HEALTH_NAME = 'liveness';
 /** grpc-health-check ships its proto as <dir>/health/v1/health.proto. */
 const HEALTH_PROTO_DIR = path.resolve(path.dirname(healthProtoPath), '..', '..');
 
@@ -112,7 +118,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const healthNames = ['', ...services.map((s) => s.fullName)];
 
   const server = new grpc.Server(serverOptions(config.grpc));
-  const health = new HealthImplementation(Object.fromEntries(healthNames.map((name) => [name, 'NOT_SERVING'])));
+  const health = new HealthImplementation({
+    ...Object.fromEntries(healthNames.map((name) => [name, 'NOT_SERVING'])),
+    [LIVENESS_HEALTH_NAME]: 'SERVING',
+  });
   health.addToServer(server);
   const reflected = [...services.map((s) => s.fullName), HEALTH_SERVICE];
   new ReflectionService(reflectionDefinition(services), { services: reflected }).addToServer(server);

@@ -8,7 +8,7 @@ import { service as healthService } from 'grpc-health-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCallHandlers } from '../src/calls';
 import { loadConfig, type PlatformConfig } from '../src/config';
-import { startServer, type RunningServer, type StartServerOptions } from '../src/server';
+import { LIVENESS_HEALTH_NAME, startServer, type RunningServer, type StartServerOptions } from '../src/server';
 import { captureLogs, eventually, sleep , admitAll } from './support';
 
 const CONNECTION_LOG = 'mcp.connectionlog.v1.ConnectionLogService';
@@ -106,6 +106,7 @@ describe('startServer', () => {
     const check = healthClient(running.address);
     expect(await check('')).toBe('NOT_SERVING');
     expect(await check(CONNECTION_LOG)).toBe('NOT_SERVING');
+    expect(await check(LIVENESS_HEALTH_NAME)).toBe('SERVING'); // alive, if not ready: no restart for a database outage
 
     ready = true;
     expect(await eventually(async () => (await check('')) === 'SERVING')).toBe(true);
@@ -119,6 +120,7 @@ describe('startServer', () => {
     ready = 'throw';
     expect(await eventually(async () => (await check('')) === 'NOT_SERVING')).toBe(true);
     await sleep(400); // several more failing probes
+    expect(await check(LIVENESS_HEALTH_NAME)).toBe('SERVING');
 
     const changes = lines.filter((l) => l.msg === 'health status changed').map((l) => l.status);
     expect(changes).toEqual(['SERVING', 'NOT_SERVING', 'SERVING', 'NOT_SERVING']);
