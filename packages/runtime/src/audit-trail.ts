@@ -21,6 +21,15 @@ export interface AuditEntry {
 }
 
 /**
+ * JSON text for a jsonb column. jsonb cannot hold U+0000, which a request may
+ * carry in a field its service ignores (a read-only one): the audit copy
+ * shows it as U+FFFD rather than failing the audited action.
+ */
+function storableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : v));
+}
+
+/**
  * Writes one audit_logs row inside the caller's transaction, so an action and
  * its audit row commit together or not at all: the platform audits itself.
  * Request/response data pass through the redactor first.
@@ -51,8 +60,8 @@ export async function recordAudit(
       entry.resourceId ?? null,
       entry.mcpServerId ?? null,
       entry.description ? redactor.redactText(entry.description) : null,
-      entry.requestData === undefined ? null : JSON.stringify(redactor.redact(entry.requestData)),
-      entry.responseData === undefined ? null : JSON.stringify(redactor.redact(entry.responseData)),
+      entry.requestData === undefined ? null : storableJson(redactor.redact(entry.requestData)),
+      entry.responseData === undefined ? null : storableJson(redactor.redact(entry.responseData)),
       entry.statusCode ?? 0,
       entry.durationMs ?? null,
       entry.success ?? true,

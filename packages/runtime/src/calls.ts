@@ -9,6 +9,7 @@ import { CancelledError, DeadlineExceededError, StatusError, classifyError } fro
 import type { Logger } from './logger';
 import { platformMetrics } from './metrics';
 import type { Permission, Principal } from './auth/principal';
+import { wellFormed, wellFormedStream } from './request-decoding';
 
 export interface CallContext {
   /** Full method path, e.g. `/mcp.connectionlog.v1.ConnectionLogService/RecordEvents`. */
@@ -207,7 +208,7 @@ export function createCallHandlers(deps: HandlerDeps): CallHandlers {
     unary<Req, Res>(permission: Permission, fn: (req: Req, ctx: CallContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
       return (call, callback) => {
         const scope = openCall(call, logger);
-        admitted(guard, scope, permission, (ctx) => fn(call.request, ctx)).then(
+        admitted(guard, scope, permission, (ctx) => fn(wellFormed(call.request), ctx)).then(
           (response) => {
             scope.succeeded();
             callback(null, response);
@@ -222,7 +223,7 @@ export function createCallHandlers(deps: HandlerDeps): CallHandlers {
     ): grpc.handleServerStreamingCall<Req, Res> {
       return (call) => {
         const scope = openCall(call, logger);
-        endStream(call, scope, admitted(guard, scope, permission, (ctx) => fn(call.request, streamWriter(call, ctx.signal), ctx)));
+        endStream(call, scope, admitted(guard, scope, permission, (ctx) => fn(wellFormed(call.request), streamWriter(call, ctx.signal), ctx)));
       };
     },
     bidiStreaming<Req, Res>(
@@ -232,7 +233,7 @@ export function createCallHandlers(deps: HandlerDeps): CallHandlers {
       return (call) => {
         const scope = openCall(call, logger);
         // Leaving the loop early must not destroy the call before its status is sent.
-        const requests: AsyncIterable<Req> = call.iterator({ destroyOnReturn: false });
+        const requests = wellFormedStream<Req>(call.iterator({ destroyOnReturn: false }));
         endStream(call, scope, admitted(guard, scope, permission, (ctx) => fn(requests, streamWriter(call, ctx.signal), ctx)));
       };
     },

@@ -49,6 +49,33 @@ export type ReadAfter<Row> = (
 
 const MAX_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
+/**
+ * Reads in flight at once across all streams of one kind. One commit wakes
+ * every stream, and a thousand reads queued on the connection pool would keep
+ * every other call waiting for a connection (past its timeout: UNAVAILABLE);
+ * queued here instead, they leave the rest of the pool to other calls.
+ */
+const MAX_CONCURRENT_READS = 4;
+
+/** At most `size` functions running at once; the rest wait in arrival order. */
+class Slots {
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private free: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free -= 1;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free += 1;
+    }
+  }
+}
+
 /** pg_snapshot text is "xmin:xmax:xip,…". */
 function snapshotXmax(snapshot: string): bigint {
   return BigInt(snapshot.split(':')[1]);
@@ -88,6 +115,7 @@ export class CommitOrderStream<Row extends CommitOrderRow> {
   private newestNotifiedXid = 0n;
   /** Notifications seen; a change during a read means its wake-up was spent while reading. */
   private notifications = 0;
+  private readonly reads = new Slots(MAX_CONCURRENT_READS);
 
   constructor(
     private readonly options: {
@@ -129,9 +157,14 @@ export class CommitOrderStream<Row extends CommitOrderRow> {
         const from = position;
         const notifiedBeforeRead = this.notifications;
         const notBefore = new Date(from.at - limits.maxLagMs);
-        const { rows, horizon } = await inTransaction(dataSource, undefined, (q) => readAfter(q, from, notBefore, limits.batchSize), {
-          readAs: ctx.principal,
-        });
+        const read = await this.reads.run(async () =>
+          // A stream cancelled while it waited for its turn needs no read.
+          ctx.signal.aborted
+            ? undefined
+            : inTransaction(dataSource, undefined, (q) => readAfter(q, from, notBefore, limits.batchSize), { readAs: ctx.principal }),
+        );
+        if (!read) return;
+        const { rows, horizon } = read;
         for (const row of rows) {
           position = { ...position, xid: row.ingest_xid, id: row.id, at: Date.now() };
           if (position.startSnapshot && BigInt(row.ingest_xid) >= snapshotXmax(position.startSnapshot)) delete position.startSnapshot;
@@ -153,8 +186,10 @@ export class CommitOrderStream<Row extends CommitOrderRow> {
 
   /** Starts after everything committed before the call. */
   private async startingPosition(): Promise<StreamPosition> {
-    const [snap] = await inTransaction(this.options.dataSource, undefined, (q) =>
-      q.query('SELECT commit_horizon(s)::text AS horizon, s::text AS snapshot FROM pg_current_snapshot() AS s'),
+    const [snap] = await this.reads.run(() =>
+      inTransaction(this.options.dataSource, undefined, (q) =>
+        q.query('SELECT commit_horizon(s)::text AS horizon, s::text AS snapshot FROM pg_current_snapshot() AS s'),
+      ),
     );
     return { xid: (BigInt(snap.horizon) - 1n).toString(), id: MAX_UUID, at: Date.now(), startSnapshot: snap.snapshot };
   }

@@ -11,6 +11,7 @@ import { PROTO_ROOT } from '@mcp/proto';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import type { GrpcSettings, PlatformConfig } from './config';
 import type { Logger } from './logger';
+import { withStrictRequestDecoding } from './request-decoding';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 /**
@@ -125,7 +126,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   health.addToServer(server);
   const reflected = [...services.map((s) => s.fullName), HEALTH_SERVICE];
   new ReflectionService(reflectionDefinition(services), { services: reflected }).addToServer(server);
-  for (const service of services) server.addService(service.definition, service.implementation);
+  for (const service of services) server.addService(withStrictRequestDecoding(service.definition), service.implementation);
 
   if (!options.credentials) {
     logger.warn(
