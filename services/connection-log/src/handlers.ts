@@ -84,13 +84,20 @@ export class ConnectionLogHandlers {
       span?.setAttributes({ 'mcp.stream.batches': totals.batches, 'mcp.stream.events': totals.events, 'mcp.stream.stored': totals.stored });
       await stream.write({ sequence, ...recorded });
     };
+    // Each batch is acknowledged as soon as it commits (in order), not when the
+    // client sends more: a client may wait for an ack before its next batch.
+    let acked: Promise<void> = Promise.resolve();
+    const unacked: Promise<void>[] = [];
     for await (const req of requests) {
       const result = this.deps.recorder.record(req.events, ctx);
       result.catch(() => undefined); // observed in settleOldest
       inFlight.push({ sequence: req.sequence, result });
-      if (inFlight.length >= this.deps.streamMaxInFlight) await settleOldest();
+      acked = acked.then(settleOldest);
+      acked.catch(() => undefined); // observed below, or after the loop
+      unacked.push(acked);
+      if (unacked.length >= this.deps.streamMaxInFlight) await unacked.shift();
     }
-    while (inFlight.length > 0) await settleOldest();
+    await acked;
   }
 
   async listEvents(req: ListEventsRequest, ctx: CallContext): Promise<connectionlog.ListEventsResponse> {
