@@ -2,9 +2,19 @@
  * Heartbeat benchmark for the status-sync service: N servers each beating
  * every P seconds (default 10,000 every 10 s = 1,000 beats/s), open loop, for
  * D seconds, against the real service (services/status-sync/dist/main.js, a
- * child process) over gRPC with a `service`-role API key. 1% of the servers
+ * child process) over gRPC with `service`-role API keys. 1% of the servers
  * flip their health once, mid-run: the service must write exactly one history
  * row per flip and none for the steady beats.
+ *
+ * Service paths:
+ *   - batch:   what a collector (or the client library's HeartbeatRecorder)
+ *              does: beats due are gathered and sent every --flush-ms as
+ *              HeartbeatBatch calls of at most --batch-size beats, one call in
+ *              flight per collector (--callers collectors, each with its own
+ *              service account, server i on collector i mod callers). A beat's
+ *              latency runs from when it was due to when its call answered, so
+ *              it includes the wait for the next flush.
+ *   - service: one Heartbeat call per beat (the single-beat RPC), for comparison.
  *
  * Baselines, same schedule, same database, measured in the same run over a
  * pg pool of the service's size (12) with no gRPC, no authentication and no
@@ -12,14 +22,15 @@
  *   - update:  one single-row UPDATE of the server's last-seen and metrics per beat (the floor);
  *   - naive:   an UPDATE plus one history row per beat (what the service avoids).
  *
- *   npm run build -w @mcp/status-sync && npx tsc -p bench/tsconfig.json &&
- *   node bench/dist/heartbeat.js [--servers 10000] [--period 10] [--duration 60] [--flip-percent 1] [--callers 1]
- *        [--paths service,update,naive] [--keep]
+ *   npm run bench:heartbeat -w @mcp/bench -- [--servers 10000] [--period 10] [--duration 60] [--flip-percent 1]
+ *        [--callers 1] [--flush-ms 200] [--batch-size 500] [--paths batch,service,update,naive] [--profile DIR] [--keep]
  *
  * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE), default
  * postgres://postgres@127.0.0.1:5432/postgres. A fresh database is created and dropped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { freePort, migrateUp } from '@mcp/db';
@@ -35,19 +46,36 @@ interface Options {
   flipPercent: number;
   /** Service accounts the beats are spread over (server i uses account i mod callers), as a fleet's gateways would be. */
   callers: number;
+  /** batch path: how often a collector sends what is due, and the most beats per call. */
+  flushMs: number;
+  batchSize: number;
   paths: string[];
+  /** Write a CPU profile of each service process (.cpuprofile) into this directory. */
+  profileDir: string | undefined;
   keep: boolean;
 }
 
-const PATHS = ['service', 'update', 'naive'];
-/** The service's pool size (services/status-sync/src/main.ts); the baselines get the same. */
+const PATHS = ['batch', 'service', 'update', 'naive'];
+/** The service's pool size and application_name (services/status-sync/src/main.ts); the baselines get the same size. */
 const POOL_SIZE = 12;
+const SERVICE_APPLICATION_NAME = 'status-sync';
 /** Open loop, but bounded: beats beyond this many in flight are counted as dropped, not queued without end. */
 const MAX_IN_FLIGHT = 5_000;
 const CALL_DEADLINE_MS = 10_000;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { servers: 10_000, periodS: 10, durationS: 60, flipPercent: 1, callers: 1, paths: PATHS, keep: false };
+  const o: Options = {
+    servers: 10_000,
+    periodS: 10,
+    durationS: 60,
+    flipPercent: 1,
+    callers: 1,
+    flushMs: 200,
+    batchSize: 500,
+    paths: PATHS,
+    profileDir: undefined,
+    keep: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=');
     const value = (): string => {
@@ -65,7 +93,10 @@ function parseArgs(argv: string[]): Options {
     else if (name === '--duration') o.durationS = positive();
     else if (name === '--flip-percent') o.flipPercent = positive();
     else if (name === '--callers') o.callers = Math.floor(positive());
+    else if (name === '--flush-ms') o.flushMs = positive();
+    else if (name === '--batch-size') o.batchSize = Math.min(1000, Math.floor(positive()));
     else if (name === '--paths') o.paths = value().split(',');
+    else if (name === '--profile') o.profileDir = path.resolve(value());
     else if (name === '--keep') o.keep = true;
     else throw new Error(`unknown argument ${name}`);
   }
@@ -93,13 +124,21 @@ interface RunResult {
   seconds: number;
   latenciesMs: Float64Array;
   errors: Map<string, number>;
+  cpu: CpuUsed;
+}
+
+interface ServiceRunResult extends RunResult {
+  /** Transitions the service said it recorded. */
+  transitions: number;
+  /** Duration of each RPC (a HeartbeatBatch call carries many beats). */
+  callLatenciesMs: Float64Array;
 }
 
 /**
  * Server i beats at i * period / servers + k * period: an even, open-loop
  * schedule of servers / period beats per second, whatever the responses do.
  */
-async function runSchedule(o: Options, flipped: Set<number>, path: string, send: (beat: Beat) => Promise<void>): Promise<RunResult> {
+async function runSchedule(o: Options, flipped: Set<number>, path: string, send: (beat: Beat) => Promise<void>): Promise<Omit<RunResult, 'cpu'>> {
   const rate = o.servers / o.periodS;
   const total = Math.floor(rate * o.durationS);
   const latencies = new Float64Array(total);
@@ -136,9 +175,11 @@ async function runSchedule(o: Options, flipped: Set<number>, path: string, send:
           latencies[completed++] = performance.now() - sent;
           finishOne();
         },
-        (err: Error & { code?: number }) => {
+        (err: Error & { code?: number; details?: string }) => {
           failed += 1;
-          const key = err.code !== undefined ? grpc.status[err.code] ?? String(err.code) : err.message.slice(0, 80);
+          // The status, and for INTERNAL/UNKNOWN (whose details vary little and explain them) the details too.
+          const explained = err.code === grpc.status.INTERNAL || err.code === grpc.status.UNKNOWN ? `: ${(err.details ?? '').slice(0, 60)}` : '';
+          const key = err.code !== undefined ? `${grpc.status[err.code] ?? err.code}${explained}` : err.message.slice(0, 80);
           errors.set(key, (errors.get(key) ?? 0) + 1);
           finishOne();
         },
@@ -231,11 +272,87 @@ async function historyRows(url: string, since: Date, serverIds?: string[]): Prom
   }
 }
 
+// ------------------------------------------------------------------ CPU
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system) a process has used, or undefined once it is gone. */
+function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+interface CpuUsed {
+  /** The service process (none for the direct baselines). */
+  service: number;
+  /** The PostgreSQL backends of the path's connections (application_name). */
+  postgres: number;
+}
+
+/**
+ * CPU used by one path while it runs: the service process, and the database
+ * backends serving it, found by application_name and polled so that
+ * connections opened mid-run count too. What the rest of a shared machine
+ * does is not counted, so these figures hold where wall-clock rates do not.
+ */
+class CpuMeter {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly serviceFirst: number;
+
+  private constructor(
+    private readonly pg: Client,
+    private readonly applicationName: string,
+    private readonly servicePid: number | undefined,
+  ) {
+    this.serviceFirst = servicePid === undefined ? 0 : (processCpuSeconds(servicePid) ?? 0);
+    this.timer = setInterval(() => void this.poll().catch(() => undefined), 500);
+  }
+
+  static async start(url: string, applicationName: string, servicePid?: number): Promise<CpuMeter> {
+    const pg = new Client({ connectionString: url, application_name: 'bench-cpu-meter' });
+    await pg.connect();
+    const meter = new CpuMeter(pg, applicationName, servicePid);
+    await meter.poll(true);
+    return meter;
+  }
+
+  async stop(): Promise<CpuUsed> {
+    clearInterval(this.timer);
+    await this.poll();
+    await this.pg.end();
+    let postgres = 0;
+    for (const [pid, seconds] of this.last) postgres += seconds - (this.first.get(pid) ?? 0);
+    const service = this.servicePid === undefined ? 0 : (processCpuSeconds(this.servicePid) ?? this.serviceFirst) - this.serviceFirst;
+    return { service, postgres };
+  }
+
+  private async poll(initial = false): Promise<void> {
+    const { rows } = await this.pg.query('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [
+      this.applicationName,
+    ]);
+    for (const { pid } of rows as Array<{ pid: number }>) {
+      const seconds = processCpuSeconds(pid);
+      if (seconds === undefined) continue;
+      // A backend first seen mid-run started during it: all its CPU counts.
+      if (!this.first.has(pid)) this.first.set(pid, initial ? seconds : 0);
+      this.last.set(pid, seconds);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ paths
 
-async function startServiceProcess(url: string): Promise<{ address: string; child: ChildProcess }> {
+async function startServiceProcess(url: string, profileDir: string | undefined): Promise<{ address: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.resolve(__dirname, '../../services/status-sync/dist/main.js')], {
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const child = spawn(process.execPath, [...profile, path.resolve(__dirname, '../../services/status-sync/dist/main.js')], {
     env: { ...process.env, DATABASE_URL: url, GRPC_HOST: '127.0.0.1', GRPC_PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -250,8 +367,67 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function runService(o: Options, f: Fixture, flipped: Set<number>): Promise<RunResult & { transitions: number }> {
-  const { address, child } = await startServiceProcess(f.url);
+/**
+ * A collector sending the beats of its servers as HeartbeatBatch calls: what
+ * is due is sent every flushMs, at most batchSize beats and one beat per
+ * server per call, one call in flight (as the client library's recorder does).
+ */
+class Collector {
+  private queue: Array<{ request: statussync.HeartbeatRequest; resolve: () => void; reject: (err: Error) => void }> = [];
+  private inFlight = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly client: statussync.StatusSyncServiceClient,
+    private readonly metadata: grpc.Metadata,
+    private readonly o: Options,
+    private readonly onAnswer: (res: statussync.HeartbeatResponse) => void,
+    private readonly callLatenciesMs: number[],
+  ) {
+    this.timer = setInterval(() => this.send(), o.flushMs);
+  }
+
+  add(request: statussync.HeartbeatRequest): Promise<void> {
+    return new Promise((resolve, reject) => this.queue.push({ request, resolve, reject }));
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private send(): void {
+    if (this.inFlight || this.queue.length === 0) return;
+    // A backlog longer than one period holds a second beat of a server: it waits for the next call.
+    const servers = new Set<string>();
+    let n = 0;
+    while (n < this.queue.length && n < this.o.batchSize && !servers.has(this.queue[n].request.serverId)) {
+      servers.add(this.queue[n++].request.serverId);
+    }
+    const batch = this.queue.splice(0, n);
+    this.inFlight = true;
+    const started = performance.now();
+    const request = statussync.HeartbeatBatchRequest.fromPartial({ heartbeats: batch.map((b) => b.request) });
+    this.client.heartbeatBatch(request, this.metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => {
+      this.inFlight = false;
+      this.callLatenciesMs.push(performance.now() - started);
+      if (err) {
+        batch.forEach((b) => b.reject(err));
+      } else {
+        const unknown = new Set(res.unknownServerIndexes);
+        batch.forEach((b, i) => {
+          if (unknown.has(i)) return b.reject(new Error('unknown server'));
+          this.onAnswer(res.results[i]);
+          b.resolve();
+        });
+      }
+      // Behind: send the next call at once rather than at the next tick.
+      if (this.queue.length >= this.o.batchSize) this.send();
+    });
+  }
+}
+
+async function runService(o: Options, f: Fixture, flipped: Set<number>, mode: 'service' | 'batch'): Promise<ServiceRunResult> {
+  const { address, child } = await startServiceProcess(f.url, o.profileDir);
   const client = new statussync.StatusSyncServiceClient(address, grpc.credentials.createInsecure());
   const metadata = f.tokens.map((token) => {
     const m = new grpc.Metadata();
@@ -259,36 +435,49 @@ async function runService(o: Options, f: Fixture, flipped: Set<number>): Promise
     return m;
   });
   let transitions = 0;
+  const callLatencies: number[] = [];
+  const counted = (res: statussync.HeartbeatResponse) => {
+    if (res.transitionRecorded) transitions += 1;
+  };
+  const collectors = mode === 'batch' ? metadata.map((m) => new Collector(client, m, o, counted, callLatencies)) : [];
   try {
-    const send = (beat: Beat) =>
+    const request = (beat: Beat) =>
+      statussync.HeartbeatRequest.fromPartial({
+        serverId: f.serverIds[beat.server],
+        state: statussync.ServerState.SERVER_STATE_RUNNING,
+        health: beat.degraded ? statussync.ServerHealth.SERVER_HEALTH_DEGRADED : statussync.ServerHealth.SERVER_HEALTH_HEALTHY,
+        cpuUsage: beat.cpu,
+        memoryUsage: 256,
+        responseTimeMs: 3,
+        uptimeSeconds: '3600',
+      });
+    const single = (beat: Beat) =>
       new Promise<void>((resolve, reject) => {
-        const request = statussync.HeartbeatRequest.fromPartial({
-          serverId: f.serverIds[beat.server],
-          state: statussync.ServerState.SERVER_STATE_RUNNING,
-          health: beat.degraded ? statussync.ServerHealth.SERVER_HEALTH_DEGRADED : statussync.ServerHealth.SERVER_HEALTH_HEALTHY,
-          cpuUsage: beat.cpu,
-          memoryUsage: 256,
-          responseTimeMs: 3,
-          uptimeSeconds: '3600',
-        });
-        client.heartbeat(request, metadata[beat.server % metadata.length], { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => {
+        const started = performance.now();
+        client.heartbeat(request(beat), metadata[beat.server % metadata.length], { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => {
+          callLatencies.push(performance.now() - started);
           if (err) return reject(err);
-          if (res.transitionRecorded) transitions += 1;
+          counted(res);
           resolve();
         });
       });
+    const send = mode === 'service' ? single : (beat: Beat) => collectors[beat.server % collectors.length].add(request(beat));
     // Warm-up outside the measurement: connections, key cache, plans.
     await Promise.all(f.serverIds.slice(0, 200).map((_, i) => send({ server: i, degraded: false, cpu: 0 })));
-    const result = await runSchedule(o, flipped, 'service', send);
-    return { ...result, transitions };
+    callLatencies.length = 0;
+    const meter = await CpuMeter.start(f.url, SERVICE_APPLICATION_NAME, child.pid);
+    const result = await runSchedule(o, flipped, mode, send);
+    return { ...result, cpu: await meter.stop(), transitions, callLatenciesMs: Float64Array.from(callLatencies).sort() };
   } finally {
+    collectors.forEach((c) => c.stop());
     client.close();
     await stopProcess(child);
   }
 }
 
 async function runDirect(o: Options, f: Fixture, flipped: Set<number>, naive: boolean): Promise<RunResult> {
-  const pool = new Pool({ connectionString: f.url, max: POOL_SIZE, application_name: naive ? 'bench-naive' : 'bench-update' });
+  const applicationName = naive ? 'bench-naive' : 'bench-update';
+  const pool = new Pool({ connectionString: f.url, max: POOL_SIZE, application_name: applicationName });
   try {
     const update = `UPDATE mcp_servers SET status = $2, health = $3, cpu_usage = $4, memory_usage = $5,
                       last_heartbeat_at = clock_timestamp(), last_activity_at = clock_timestamp(), last_health_check = clock_timestamp()
@@ -316,7 +505,9 @@ async function runDirect(o: Options, f: Fixture, flipped: Set<number>, naive: bo
       }
     };
     await Promise.all(f.serverIds.slice(0, 200).map((_, i) => send({ server: i, degraded: false, cpu: 0 })));
-    return await runSchedule(o, flipped, naive ? 'naive' : 'update', send);
+    const meter = await CpuMeter.start(f.url, applicationName);
+    const result = await runSchedule(o, flipped, naive ? 'naive' : 'update', send);
+    return { ...result, cpu: await meter.stop() };
   } finally {
     await pool.end();
   }
@@ -337,44 +528,51 @@ async function main(): Promise<void> {
   const flipped = new Set(Array.from({ length: flipCount }, (_, i) => Math.floor((i * o.servers) / flipCount)));
   process.stderr.write(
     `heartbeat bench: ${o.servers} servers every ${o.periodS} s = ${fmt(o.servers / o.periodS, 0)} beats/s for ${o.durationS} s; ` +
-      `${flipCount} servers flip HEALTHY -> DEGRADED mid-run; ${o.callers} calling service account(s); database ${dbName}\n`,
+      `${flipCount} servers flip HEALTHY -> DEGRADED mid-run; ${o.callers} calling service account(s); batch path: flush every ${o.flushMs} ms, ` +
+      `at most ${o.batchSize} beats per call; ${os.cpus().length} CPUs; database ${dbName}\n`,
   );
   const f = await prepare(adminUrl, dbName, o);
-  const rows: string[] = [];
-  const results: Array<RunResult & { historyRows: number; transitions?: number }> = [];
+  const results: Array<(RunResult | ServiceRunResult) & { historyRows: number; steadyRows?: number; load: [number, number] }> = [];
   const steadyIds = f.serverIds.filter((_, i) => !flipped.has(i));
-  let steadyRows = Number.NaN;
   try {
     for (const p of o.paths) {
       await resetFleet(f.url);
       const since = new Date(Date.now() - 1_000); // server clock skew margin; the fleet reset writes no history
       const before = await historyRows(f.url, since);
-      const r = p === 'service' ? await runService(o, f, flipped) : await runDirect(o, f, flipped, p === 'naive');
+      const loadBefore = os.loadavg()[0];
+      const r = p === 'service' || p === 'batch' ? await runService(o, f, flipped, p) : await runDirect(o, f, flipped, p === 'naive');
+      const load: [number, number] = [loadBefore, os.loadavg()[0]];
       const written = (await historyRows(f.url, since)) - before;
-      if (p === 'service') steadyRows = await historyRows(f.url, since, steadyIds);
-      results.push({ ...r, historyRows: written });
+      const steadyRows = 'transitions' in r ? await historyRows(f.url, since, steadyIds) : undefined;
+      results.push({ ...r, historyRows: written, steadyRows, load });
       if (r.errors.size > 0) process.stderr.write(`${p} errors: ${JSON.stringify(Object.fromEntries(r.errors))}\n`);
     }
-    const service = results.find((r) => r.path === 'service');
-
     const update = results.find((r) => r.path === 'update');
-    rows.push('| path | offered beats | completed | failed | dropped | beats/s | p50 ms | p99 ms | max ms | history rows | rows per transition | p99 vs update |');
-    rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const rows: string[] = [];
+    rows.push(
+      '| path | offered beats | completed | failed | dropped | beats/s | p50 ms | p99 ms | max ms | RPCs | RPC p50 / p99 ms | CPU µs/beat: service / PG | history rows | rows per transition | steady-server rows | p99 vs update | load avg (1 min) before → after |',
+    );
+    rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of results) {
       const p99 = percentile(r.latenciesMs, 99);
+      const calls = 'callLatenciesMs' in r ? r.callLatenciesMs : undefined;
       rows.push(
         `| ${r.path} | ${r.offered} | ${r.completed} | ${r.failed} | ${r.dropped} | ${fmt(r.completed / r.seconds, 0)} | ` +
           `${fmt(percentile(r.latenciesMs, 50), 2)} | ${fmt(p99, 2)} | ${fmt(r.latenciesMs[r.latenciesMs.length - 1] ?? NaN, 1)} | ` +
-          `${r.historyRows} | ${fmt(r.historyRows / r.transitionsOffered, 2)} | ${update ? `${fmt(p99 / percentile(update.latenciesMs, 99), 2)}×` : '–'} |`,
+          `${calls ? calls.length : '–'} | ${calls ? `${fmt(percentile(calls, 50), 2)} / ${fmt(percentile(calls, 99), 2)}` : '–'} | ` +
+          `${calls ? fmt((r.cpu.service / r.completed) * 1e6, 0) : '–'} / ${fmt((r.cpu.postgres / r.completed) * 1e6, 0)} | ` +
+          `${r.historyRows} | ${fmt(r.historyRows / r.transitionsOffered, 2)} | ${r.steadyRows ?? '–'} | ` +
+          `${update ? `${fmt(p99 / percentile(update.latenciesMs, 99), 2)}×` : '–'} | ${fmt(r.load[0], 2)} → ${fmt(r.load[1], 2)} |`,
       );
     }
     process.stdout.write(`${rows.join('\n')}\n\n`);
-    if (service) {
+    for (const r of results) {
+      if (!('transitions' in r)) continue;
       process.stdout.write(
-        `service: ${service.transitionsOffered} real transitions sent (flipped servers that beat after the flip), ` +
-          `${service.transitions} acknowledged as recorded, ${service.failed} beats failed, ` +
-          `${service.historyRows} history rows written (${fmt(service.historyRows / service.transitionsOffered, 2)} per transition sent); ` +
-          `rows for the ${steadyIds.length} steady servers: ${steadyRows}\n`,
+        `${r.path}: ${r.transitionsOffered} real transitions sent (flipped servers that beat after the flip), ` +
+          `${r.transitions} acknowledged as recorded, ${r.failed} beats failed, ` +
+          `${r.historyRows} history rows written (${fmt(r.historyRows / r.transitionsOffered, 2)} per transition sent); ` +
+          `rows for the ${steadyIds.length} steady servers: ${r.steadyRows}\n`,
       );
     }
   } finally {

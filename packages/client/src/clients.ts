@@ -65,9 +65,9 @@ export const STATUS_SYNC_SPEC: ServiceSpec<StatusSyncDefinition> = {
   defaultPort: 50052,
   definition: statussync.StatusSyncServiceService,
   messages: statussync,
-  // Heartbeat: a repeated observation of the same state records no second transition.
+  // Heartbeat(Batch): a repeated observation of the same state records no second transition.
   // UpsertEnvironment / UpsertServer without an id create a new row: not repeated.
-  idempotent: ['reportStatus', 'reportStatusBatch', 'heartbeat', 'getServerStatusHistory', 'listServerHealthHistory', 'getServerDashboard'],
+  idempotent: ['reportStatus', 'reportStatusBatch', 'heartbeat', 'heartbeatBatch', 'getServerStatusHistory', 'listServerHealthHistory', 'getServerDashboard'],
   prepare: {
     reportStatus: (r) => {
       if (!r.reportId) r.reportId = uuidv7();

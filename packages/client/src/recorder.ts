@@ -104,7 +104,15 @@ export interface BatchSink<Item> {
    * ever re-sent identical, or split after the service refused it.
    */
   plan?(items: Item[]): Item[][];
-  send(unit: Item[], options: { deadlineMs: number; signal: AbortSignal }): Promise<{ duplicates: number }>;
+  /**
+   * `refused`: items of an acknowledged call that the service did not store
+   * and never will (e.g. heartbeats of servers that do not exist), by position
+   * in `unit`; they count as rejected, the rest as delivered.
+   */
+  send(
+    unit: Item[],
+    options: { deadlineMs: number; signal: AbortSignal },
+  ): Promise<{ duplicates: number; refused?: { indexes: number[]; cause: Error } }>;
   /** Positions of the items a refusal names (google.rpc.BadRequest `events[3].…`), if it names them all. */
   rejectedIndexes?(err: grpc.ServiceError, count: number): number[] | undefined;
 }
@@ -416,9 +424,12 @@ export class BatchRecorder<Input, Item> {
         return [];
       }
       try {
-        const { duplicates } = await this.sink.send(unit, { deadlineMs: this.exportTimeoutMs, signal: this.abandon.signal });
-        this.counters.delivered += unit.length;
-        this.inFlight -= unit.length;
+        const { duplicates, refused } = await this.sink.send(unit, { deadlineMs: this.exportTimeoutMs, signal: this.abandon.signal });
+        const refusedAt = new Set(refused?.indexes);
+        const refusedItems = unit.filter((_, i) => refusedAt.has(i));
+        this.reject(refusedItems, refused?.cause, 'rejected');
+        this.counters.delivered += unit.length - refusedItems.length;
+        this.inFlight -= unit.length - refusedItems.length;
         this.counters.duplicates += duplicates;
         this.counters.batches += 1;
         return [];

@@ -147,39 +147,53 @@ export class StatusReportRecorder extends BatchRecorder<DeepPartial<statussync.S
 }
 
 /**
- * Heartbeats → Heartbeat (one call per server and state). Within a batch,
- * consecutive heartbeats of one server with the same state and health are
- * coalesced into the newest (they would record no transition); a change of
- * state or health is always sent, in order.
+ * Heartbeats → HeartbeatBatch, many servers per call. Consecutive heartbeats
+ * of one server with the same state and health are coalesced into the newest
+ * (they would record no transition); a change of state or health is always
+ * sent, in order: the n-th run of each server's beats goes into the n-th call
+ * of a batch, since a call carries at most one beat per server. Beats of
+ * servers the service does not know are rejected (onError), the rest
+ * delivered.
  */
 export class HeartbeatRecorder extends BatchRecorder<DeepPartial<statussync.HeartbeatRequest>, statussync.HeartbeatRequest> {
   constructor(client: StatusSyncClient, options: RecorderOptions = {}) {
     super(
       {
-        name: 'Heartbeat',
+        name: 'HeartbeatBatch',
         plan: (items) => {
           const units: statussync.HeartbeatRequest[][] = [];
-          const open = new Map<string, statussync.HeartbeatRequest[]>();
+          const runs = new Map<string, { unit: number; last: statussync.HeartbeatRequest }>();
           for (const hb of items) {
-            const run = open.get(hb.serverId);
-            const last = run?.[run.length - 1];
-            if (run && last && last.state === hb.state && last.health === hb.health) {
-              run.push(hb);
-            } else {
-              const unit = [hb];
-              units.push(unit);
-              open.set(hb.serverId, unit);
-            }
+            const run = runs.get(hb.serverId);
+            const unit = !run ? 0 : run.last.state === hb.state && run.last.health === hb.health ? run.unit : run.unit + 1;
+            runs.set(hb.serverId, { unit, last: hb });
+            (units[unit] ??= []).push(hb);
           }
           return units;
         },
         send: async (unit, o) => {
-          await client.send('heartbeat', unit[unit.length - 1], { deadlineMs: o.deadlineMs, signal: o.signal, retry: false });
-          return { duplicates: 0 };
+          // Within a unit a server's beats are one run: its newest beat stands for them all.
+          const position = new Map<string, number>();
+          const heartbeats: statussync.HeartbeatRequest[] = [];
+          for (const hb of unit) {
+            const at = position.get(hb.serverId);
+            if (at === undefined) position.set(hb.serverId, heartbeats.push(hb) - 1);
+            else heartbeats[at] = hb;
+          }
+          const res = await client.send('heartbeatBatch', { heartbeats }, { deadlineMs: o.deadlineMs, signal: o.signal, retry: false });
+          if (res.unknownServerIndexes.length === 0) return { duplicates: 0 };
+          const unknown = new Set(res.unknownServerIndexes.map((i) => heartbeats[i].serverId));
+          return {
+            duplicates: 0,
+            refused: {
+              indexes: unit.flatMap((hb, i) => (unknown.has(hb.serverId) ? [i] : [])),
+              cause: new Error(`no such server: ${[...unknown].join(', ')}`),
+            },
+          };
         },
       },
       (input) => build(statussync.HeartbeatRequest, input),
-      { maxBatchSize: 100, ...options },
+      options,
     );
   }
 }

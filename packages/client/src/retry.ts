@@ -37,7 +37,8 @@ export type RetryDecision = { retry: false } | { retry: true; delayMs: number; s
 /**
  * Whether a failed unary attempt may be sent again, and after how long.
  * - UNAVAILABLE: always (nothing reached a handler, or the server is draining).
- * - DEADLINE_EXCEEDED: only for idempotent methods (reads, and writes whose
+ * - DEADLINE_EXCEEDED, and UNKNOWN (the service lost its database connection
+ *   while committing): only for idempotent methods (reads, and writes whose
  *   requests carry client-assigned ids): the first attempt may have been applied.
  * - RESOURCE_EXHAUSTED with a google.rpc.RetryInfo: after the server's delay
  *   (a rate-limit refusal happens before the handler). Without one (e.g. a
@@ -51,6 +52,7 @@ export function retryDecision(err: unknown, idempotent: boolean, policy: RetryPo
     case grpc.status.UNAVAILABLE:
       return { retry: true, delayMs: backoffMs(policy, retry) };
     case grpc.status.DEADLINE_EXCEEDED:
+    case grpc.status.UNKNOWN:
       return idempotent ? { retry: true, delayMs: backoffMs(policy, retry) } : { retry: false };
     case grpc.status.RESOURCE_EXHAUSTED: {
       const serverDelayMs = retryDelayMs(err.metadata);

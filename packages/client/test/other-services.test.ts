@@ -11,6 +11,7 @@ import {
   createAuditClient,
   createStatusSyncClient,
   HeartbeatRecorder,
+  RecorderError,
   StatusReportRecorder,
   uuidv7,
 } from '../src';
@@ -100,17 +101,33 @@ describe('StatusReportRecorder', () => {
 });
 
 describe('HeartbeatRecorder', () => {
-  it('coalesces repeated heartbeats of one state and sends every change, in order', async () => {
-    const seen: statussync.HeartbeatRequest[] = [];
+  const { SERVER_STATE_RUNNING: RUNNING, SERVER_STATE_ERROR: ERROR } = statussync.ServerState;
+
+  /** A stand-in HeartbeatBatch that knows some servers, and the calls it got. */
+  async function heartbeatService(known: string[]): Promise<{ address: string; calls: statussync.HeartbeatRequest[][] }> {
+    const calls: statussync.HeartbeatRequest[][] = [];
     const address = await serve(statussync.StatusSyncServiceService, {
-      heartbeat: (call: grpc.ServerUnaryCall<statussync.HeartbeatRequest, statussync.HeartbeatResponse>, cb: grpc.sendUnaryData<statussync.HeartbeatResponse>) => {
-        seen.push(call.request);
-        cb(null, statussync.HeartbeatResponse.fromPartial({}));
+      heartbeatBatch: (
+        call: grpc.ServerUnaryCall<statussync.HeartbeatBatchRequest, statussync.HeartbeatBatchResponse>,
+        cb: grpc.sendUnaryData<statussync.HeartbeatBatchResponse>,
+      ) => {
+        const { heartbeats } = call.request;
+        calls.push(heartbeats);
+        const servers = heartbeats.map((h) => h.serverId);
+        if (new Set(servers).size !== servers.length) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'one heartbeat per server' });
+        cb(null, {
+          results: heartbeats.map(() => statussync.HeartbeatResponse.fromPartial({})),
+          unknownServerIndexes: servers.flatMap((s, i) => (known.includes(s) ? [] : [i])),
+        });
       },
     });
+    return { address, calls };
+  }
+
+  it('sends many servers per HeartbeatBatch, coalescing repeated beats of one state and keeping every change in order', async () => {
+    const { address, calls } = await heartbeatService(['a', 'b']);
     const client = createStatusSyncClient({ ...options, address });
     const recorder = new HeartbeatRecorder(client, fast);
-    const { SERVER_STATE_RUNNING: RUNNING, SERVER_STATE_ERROR: ERROR } = statussync.ServerState;
     const beats = [
       { serverId: 'a', state: RUNNING, cpuUsage: 1 },
       { serverId: 'a', state: RUNNING, cpuUsage: 2 },
@@ -122,12 +139,30 @@ describe('HeartbeatRecorder', () => {
     for (const b of beats) await recorder.record(b);
     const stats = await recorder.close();
     client.close();
-    expect(stats).toMatchObject({ recorded: 6, delivered: 6, batches: 3 });
-    expect(seen.map((h) => [h.serverId, h.state, h.cpuUsage])).toEqual([
-      ['a', RUNNING, 3],
-      ['a', ERROR, 6],
-      ['b', RUNNING, 5],
+    expect(stats).toMatchObject({ recorded: 6, delivered: 6, rejected: 0, batches: 2 });
+    expect(calls.map((c) => c.map((h) => [h.serverId, h.state, h.cpuUsage]))).toEqual([
+      [
+        ['a', RUNNING, 3],
+        ['b', RUNNING, 5],
+      ],
+      [['a', ERROR, 6]],
     ]);
+  });
+
+  it('rejects the beats of servers the service does not know, and delivers the rest of the call', async () => {
+    const { address, calls } = await heartbeatService(['a']);
+    const client = createStatusSyncClient({ ...options, address });
+    const errors: RecorderError[] = [];
+    const recorder = new HeartbeatRecorder(client, { ...fast, onError: (e) => errors.push(e) });
+    for (const serverId of ['a', 'ghost', 'ghost', 'a']) await recorder.record({ serverId, state: RUNNING });
+    const stats = await recorder.close();
+    client.close();
+    expect(stats).toMatchObject({ recorded: 4, delivered: 2, rejected: 2, batches: 1 });
+    expect(calls).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    expect(errors[0].kind).toBe('rejected');
+    expect((errors[0].items as statussync.HeartbeatRequest[]).map((h) => h.serverId)).toEqual(['ghost', 'ghost']);
+    expect(errors[0].message).toContain('no such server: ghost');
   });
 });
 

@@ -3,7 +3,7 @@ import { freePort } from '@mcp/db';
 import { connectionlog, retention } from '@mcp/proto';
 import { provisionPrincipal } from '@mcp/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionEventRecorder, createRetentionClient, retryDelayMs, type RetryEvent } from '../src';
+import { ConnectionEventRecorder, createRetentionClient, DEFAULT_RETRY_POLICY, retryDecision, retryDelayMs, type RetryEvent } from '../src';
 import { createFixture, startConnectionLogEnv, type ConnectionLogEnv } from './harness';
 
 let env: ConnectionLogEnv;
@@ -138,5 +138,13 @@ describe('retries', () => {
         client.close();
       }
     });
+  });
+});
+
+describe('retryDecision', () => {
+  it('retries UNKNOWN (the service lost its database while committing) only for idempotent methods', () => {
+    const unknown = Object.assign(new Error('lost'), { code: grpc.status.UNKNOWN, details: 'lost', metadata: new grpc.Metadata() });
+    expect(retryDecision(unknown, true, DEFAULT_RETRY_POLICY, 0).retry).toBe(true);
+    expect(retryDecision(unknown, false, DEFAULT_RETRY_POLICY, 0).retry).toBe(false);
   });
 });

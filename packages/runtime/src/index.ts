@@ -47,7 +47,15 @@ export {
   type ServiceRegistration,
   type StartServerOptions,
 } from './server';
-export { APPLICATION_ROLE, databaseReady, inTransaction, type IsolationLevel, type TransactionOptions } from './db';
+export {
+  APPLICATION_ROLE,
+  CommitOutcomeUnknownError,
+  databaseReady,
+  inTransaction,
+  runStatement,
+  type IsolationLevel,
+  type TransactionOptions,
+} from './db';
 export { shutdownTelemetry, startTelemetry, telemetryDisabled } from './telemetry';
 export { DEFAULT_INGEST_LIMITS, isUuid, Violations, type IngestLimits, type JsonRule, type TextRule } from './input-validation';
 export { arrayLiteral, exactTimestamp, SqlConditions } from './sql';

@@ -9,27 +9,39 @@ import {
   PermissionDeniedError,
   platformMetrics,
   recordAudit,
+  runStatement,
   uuidv7,
   Violations,
   type CallContext,
   type Redactor,
   type ServerStreamWriter,
 } from '@mcp/runtime';
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { StatusReporter } from './reports';
-import type { EnvironmentRow, RegistryRepository, ServerRow, StatusLogRow, StatusRepository, TimeCursor } from './repository';
+import type {
+  EnvironmentRow,
+  HeartbeatOutcome,
+  RegistryRepository,
+  ServerRow,
+  StatusLogRow,
+  StatusRepository,
+  SteadyBeat,
+  TimeCursor,
+} from './repository';
 import {
   boundedNumber,
   ENVIRONMENT_TYPE,
   HEALTH,
   INT32_MAX,
   parseHeartbeat,
+  parseHeartbeatBatch,
   parseReports,
   RESTART_POLICY,
   SOURCE,
   STATE,
   STATUS_LOG_TABLE,
   TRANSPORT,
+  type HeartbeatInput,
   type ReportLimits,
 } from './status';
 import type { StatusWatch } from './watch';
@@ -131,7 +143,8 @@ export class StatusSyncHandlers {
       restart_policy: restartPolicy!,
       max_restarts: v.integer('server.max_restarts', s?.maxRestarts, 0, INT32_MAX) ?? null,
     };
-    if (write.cpu_limit === 0) v.add('server.cpu_limit', 'must be greater than 0');
+    // The column keeps two decimals: anything that rounds to 0.00 would break its CHECK (cpu_limit > 0).
+    if (write.cpu_limit !== null && Math.round(write.cpu_limit * 100) === 0) v.add('server.cpu_limit', 'must be at least 0.01');
     v.throwIfAny();
     const row = await inTransaction(this.deps.dataSource, ctx, async (q) => {
       if (!(await this.deps.registry.userExists(q, ownerId))) throw new FailedPreconditionError(`server.owner_id: unknown user ${ownerId}`);
@@ -221,38 +234,85 @@ export class StatusSyncHandlers {
     return { entries: rows.map(toLogEntry), alreadyRecorded };
   }
 
+  /**
+   * A steady beat (the common case) is one statement in one round trip
+   * (runStatement); anything else — a transition, a stale recovery, a due
+   * snapshot, an unknown server — is decided again under the row lock, with
+   * its history row and audit row, in a transaction.
+   */
   async heartbeat(req: statussync.HeartbeatRequest, ctx: CallContext): Promise<statussync.HeartbeatResponse> {
     const beat = parseHeartbeat(req, this.deps.limits, this.deps.redactor);
+    const interval = this.deps.heartbeatSnapshotIntervalSeconds;
+    const statement = { query: (text: string, values: unknown[]) => runStatement(this.deps.dataSource, ctx, text, values) };
+    const [steady] = await this.deps.status.steadyHeartbeats(statement, [beat], interval);
+    if (steady) return steadyResponse(steady);
     const outcome = await inTransaction(this.deps.dataSource, ctx, async (q) => {
-      const result = await this.deps.status.heartbeat(q, beat, uuidv7(), ctx.principal.userId, this.deps.heartbeatSnapshotIntervalSeconds);
+      const outcomes = await this.recordHeartbeats(q, [beat], ctx);
+      const result = outcomes.get(beat.serverId);
       if (!result) throw new NotFoundError(`server ${beat.serverId} not found`);
-      // Steady beats are telemetry, not actions: only a transition is audited.
-      if (result.transition) {
-        await recordAudit(
-          q,
-          ctx,
-          {
-            action: 'status.transition',
-            resourceType: 'mcp_server',
-            resourceId: beat.serverId,
-            mcpServerId: beat.serverId,
-            requestData: { source: 'heartbeat', state: result.state, health: result.health },
-            responseData: { log_id: result.row!.id },
-          },
-          this.deps.redactor,
-        );
-      }
       return result;
     });
-    if (outcome.row) platformMetrics.rowsIngested(STATUS_LOG_TABLE, 1);
-    if (outcome.transition) platformMetrics.heartbeatTransition({ source: 'heartbeat', health: outcome.health });
-    return {
-      transitionRecorded: outcome.transition,
-      snapshotRecorded: outcome.snapshot && !outcome.transition,
-      entry: outcome.row ? toLogEntry(outcome.row) : undefined,
-      state: STATE.fromDb.get(outcome.state) ?? statussync.ServerState.SERVER_STATE_UNSPECIFIED,
-      health: HEALTH.fromDb.get(outcome.health) ?? statussync.ServerHealth.SERVER_HEALTH_UNSPECIFIED,
-    };
+    countCommitted([outcome]);
+    return heartbeatResponse(outcome);
+  }
+
+  /**
+   * Heartbeat for many servers in one transaction: one UPDATE for every
+   * steady beat, then the rest (transitions, recoveries, snapshots) with
+   * their history and audit rows. Unknown servers are reported by index.
+   * Beats go to the database in server id order, the order in which
+   * concurrent calls lock rows; two calls that share servers may still
+   * deadlock if PostgreSQL chooses another join order, and one is then
+   * aborted (ABORTED, which clients retry).
+   */
+  async heartbeatBatch(req: statussync.HeartbeatBatchRequest, ctx: CallContext): Promise<statussync.HeartbeatBatchResponse> {
+    const beats = parseHeartbeatBatch(req, this.deps.limits, this.deps.redactor);
+    const inIdOrder = [...beats].sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+    const { steady, outcomes } = await inTransaction(this.deps.dataSource, ctx, async (q) => {
+      const applied = await this.deps.status.steadyHeartbeats(q, inIdOrder, this.deps.heartbeatSnapshotIntervalSeconds);
+      const steadyByServer = new Map(applied.map((b) => [b.serverId, b]));
+      const rest = inIdOrder.filter((b) => !steadyByServer.has(b.serverId));
+      return { steady: steadyByServer, outcomes: rest.length > 0 ? await this.recordHeartbeats(q, rest, ctx) : new Map<string, HeartbeatOutcome>() };
+    });
+    countCommitted(outcomes.values());
+    const unknownServerIndexes: number[] = [];
+    const results = beats.map((b, i) => {
+      const applied = steady.get(b.serverId);
+      if (applied) return steadyResponse(applied);
+      const outcome = outcomes.get(b.serverId);
+      if (outcome) return heartbeatResponse(outcome);
+      unknownServerIndexes.push(i);
+      return statussync.HeartbeatResponse.fromPartial({});
+    });
+    return { results, unknownServerIndexes };
+  }
+
+  /** The full heartbeat decision for beats that are not steady, each transition audited. */
+  private async recordHeartbeats(q: QueryRunner, beats: HeartbeatInput[], ctx: CallContext): Promise<Map<string, HeartbeatOutcome>> {
+    const outcomes = await this.deps.status.heartbeats(
+      q,
+      beats.map((b) => ({ ...b, logId: uuidv7() })),
+      ctx.principal.userId,
+      this.deps.heartbeatSnapshotIntervalSeconds,
+    );
+    // Steady beats are telemetry, not actions: only a transition is audited.
+    for (const [serverId, result] of outcomes) {
+      if (!result.transition) continue;
+      await recordAudit(
+        q,
+        ctx,
+        {
+          action: 'status.transition',
+          resourceType: 'mcp_server',
+          resourceId: serverId,
+          mcpServerId: serverId,
+          requestData: { source: 'heartbeat', state: result.state, health: result.health },
+          responseData: { log_id: result.row!.id },
+        },
+        this.deps.redactor,
+      );
+    }
+    return outcomes;
   }
 
   async getServerStatusHistory(
@@ -373,6 +433,34 @@ export class StatusSyncHandlers {
     v.throwIfAny();
     await this.deps.watch.run({ serverId, ownerId }, req.cursor, stream, ctx, toLogEntry);
   }
+}
+
+/** Metrics of committed heartbeat outcomes: history rows written, transitions. */
+function countCommitted(outcomes: Iterable<HeartbeatOutcome>): void {
+  for (const o of outcomes) {
+    if (o.row) platformMetrics.rowsIngested(STATUS_LOG_TABLE, 1);
+    if (o.transition) platformMetrics.heartbeatTransition({ source: 'heartbeat', health: o.health });
+  }
+}
+
+function steadyResponse(beat: SteadyBeat): statussync.HeartbeatResponse {
+  return {
+    transitionRecorded: false,
+    snapshotRecorded: false,
+    entry: undefined,
+    state: STATE.fromDb.get(beat.state) ?? statussync.ServerState.SERVER_STATE_UNSPECIFIED,
+    health: HEALTH.fromDb.get(beat.health) ?? statussync.ServerHealth.SERVER_HEALTH_UNSPECIFIED,
+  };
+}
+
+function heartbeatResponse(outcome: HeartbeatOutcome): statussync.HeartbeatResponse {
+  return {
+    transitionRecorded: outcome.transition,
+    snapshotRecorded: outcome.snapshot && !outcome.transition,
+    entry: outcome.row ? toLogEntry(outcome.row) : undefined,
+    state: STATE.fromDb.get(outcome.state) ?? statussync.ServerState.SERVER_STATE_UNSPECIFIED,
+    health: HEALTH.fromDb.get(outcome.health) ?? statussync.ServerHealth.SERVER_HEALTH_UNSPECIFIED,
+  };
 }
 
 function sourceOf(source: string): statussync.StatusSource {

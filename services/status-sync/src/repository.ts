@@ -47,6 +47,18 @@ export interface WatchFilter {
   ownerId?: string;
 }
 
+/** Where a statement runs: a transaction's QueryRunner, or a statement that is its own transaction (runStatement). */
+export interface Executor {
+  query(text: string, values: unknown[]): Promise<unknown>;
+}
+
+/** A heartbeat applied as steady: the server's state and health, unchanged. */
+export interface SteadyBeat {
+  serverId: string;
+  state: string;
+  health: string;
+}
+
 export interface HeartbeatOutcome {
   state: string;
   health: string;
@@ -180,31 +192,68 @@ export class StatusRepository {
   }
 
   /**
-   * One statement: lock the server row, compare the beat's state/health with
-   * the locked (latest) values, update last-seen and metrics, and insert a
-   * history row only for a transition (or a stale recovery, or a due
-   * snapshot). Two concurrent beats serialise on the row lock, so one
-   * transition is decided — and logged — exactly once. The lock is FOR NO
-   * KEY UPDATE (what the UPDATE takes anyway), which does not block other
-   * transactions' foreign-key checks when they insert history rows for the
-   * server. Undefined when the server does not exist.
+   * The common case of a heartbeat, as one UPDATE without a history row:
+   * last-seen and metrics of every beat whose server it leaves exactly as it
+   * is (same state and health, not stale, no snapshot due). Those conditions
+   * are re-checked on the latest row version if a concurrent transaction
+   * changed it first (READ COMMITTED re-evaluation), so a beat racing a
+   * transition is never applied as steady. Returns the servers updated;
+   * every other beat (a transition, a stale recovery, a snapshot, an unknown
+   * server) is for `heartbeats`. Last-seen never moves backwards.
    */
-  async heartbeat(
+  async steadyHeartbeats(q: Executor, beats: HeartbeatInput[], snapshotIntervalSeconds: number): Promise<SteadyBeat[]> {
+    const col = <T>(pick: (b: HeartbeatInput) => T): T[] => beats.map(pick);
+    return (await q.query(
+      `UPDATE mcp_servers s SET
+         cpu_usage = coalesce(b.cpu_usage, s.cpu_usage), memory_usage = coalesce(b.memory_usage, s.memory_usage),
+         last_heartbeat_at = greatest(s.last_heartbeat_at, b.at), last_activity_at = greatest(s.last_activity_at, b.at),
+         last_health_check = CASE WHEN b.beat_health IS NULL THEN s.last_health_check ELSE greatest(s.last_health_check, b.at) END
+       FROM (SELECT t.*, clock_timestamp() AS at
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[])
+                 AS t(server_id, beat_state, beat_health, cpu_usage, memory_usage)) b
+       WHERE s.id = b.server_id
+         AND s.status = coalesce(b.beat_state, s.status) AND s.health = coalesce(b.beat_health, s.health)
+         AND s.stale_since IS NULL
+         AND NOT ($6::int > 0 AND (s.last_status_log_at IS NULL
+                                   OR s.last_status_log_at <= b.at - make_interval(secs => $6::int)))
+       RETURNING s.id AS "serverId", s.status AS state, s.health`,
+      [col((b) => b.serverId), col((b) => b.state), col((b) => b.health), col((b) => b.cpuUsage), col((b) => b.memoryUsage), snapshotIntervalSeconds],
+    )) as SteadyBeat[];
+  }
+
+  /**
+   * Heartbeats with every consequence, in one statement: lock the servers (in
+   * id order, so concurrent calls cannot deadlock), compare each beat's
+   * state/health with the locked (latest) values, update last-seen and
+   * metrics, and insert a history row only for a transition (or a stale
+   * recovery, or a due snapshot). Two concurrent beats of one server
+   * serialise on the row lock, so a transition is decided — and logged —
+   * exactly once. The lock is FOR NO KEY UPDATE (what the UPDATE takes
+   * anyway), which does not block other transactions' foreign-key checks
+   * when they insert history rows for the server. At most one beat per
+   * server; servers that do not exist are absent from the result.
+   */
+  async heartbeats(
     q: QueryRunner,
-    beat: HeartbeatInput,
-    logId: string,
+    beats: Array<HeartbeatInput & { logId: string }>,
     createdBy: string,
     snapshotIntervalSeconds: number,
-  ): Promise<HeartbeatOutcome | undefined> {
-    const [row]: Array<StatusLogRow & { new_state: string; new_health: string; transition: boolean; snapshot: boolean; logged: boolean }> =
+  ): Promise<Map<string, HeartbeatOutcome>> {
+    const col = <T>(pick: (b: HeartbeatInput & { logId: string }) => T): T[] => beats.map(pick);
+    const rows: Array<StatusLogRow & { beat_server_id: string; new_state: string; new_health: string; transition: boolean; snapshot: boolean; logged: boolean }> =
       await q.query(
-        `WITH locked AS MATERIALIZED (
+        `WITH input AS MATERIALIZED (
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::int[], $7::bigint[],
+                                $8::jsonb[], $9::uuid[])
+             AS t(server_id, beat_state, beat_health, cpu_usage, memory_usage, response_time_ms, uptime_seconds,
+                  heartbeat_data, log_id)
+         ), locked AS MATERIALIZED (
            SELECT id, status, health, current_status, stale_since, last_status_log_at
-             FROM mcp_servers WHERE id = $1 FOR NO KEY UPDATE
+             FROM mcp_servers WHERE id IN (SELECT server_id FROM input) ORDER BY id FOR NO KEY UPDATE
          ), beat AS MATERIALIZED (
-           SELECT locked.*, clock_timestamp() AS at,
-                  coalesce($2, locked.status) AS new_state, coalesce($3, locked.health) AS new_health
-             FROM locked
+           SELECT i.*, l.status, l.health, l.current_status, l.stale_since, l.last_status_log_at, clock_timestamp() AS at,
+                  coalesce(i.beat_state, l.status) AS new_state, coalesce(i.beat_health, l.health) AS new_health
+             FROM input i JOIN locked l ON l.id = i.server_id
          ), decision AS MATERIALIZED (
            SELECT beat.*,
                   (new_state, new_health) IS DISTINCT FROM (status, health) OR stale_since IS NOT NULL AS transition,
@@ -215,44 +264,48 @@ export class StatusRepository {
            UPDATE mcp_servers s SET
              status = d.new_state, health = d.new_health,
              current_status = ${statusOf('d', 'd.new_state', 'd.new_health')},
-             cpu_usage = coalesce($4, s.cpu_usage), memory_usage = coalesce($5, s.memory_usage),
+             cpu_usage = coalesce(d.cpu_usage, s.cpu_usage), memory_usage = coalesce(d.memory_usage, s.memory_usage),
              last_heartbeat_at = d.at, last_activity_at = d.at,
-             last_health_check = CASE WHEN $3::text IS NULL THEN s.last_health_check ELSE d.at END,
+             last_health_check = CASE WHEN d.beat_health IS NULL THEN s.last_health_check ELSE d.at END,
              stale_since = NULL,
              last_status_log_at = CASE WHEN d.transition OR d.snapshot THEN d.at ELSE s.last_status_log_at END
-           FROM decision d WHERE s.id = d.id
+           FROM decision d WHERE s.id = d.server_id
            RETURNING s.id
          ), logged AS (
            INSERT INTO mcp_server_status_logs AS l (
              id, server_id, previous_status, current_status, source, details, heartbeat_data,
              response_time_ms, uptime_seconds, timestamp, created_by)
-           SELECT $9, d.id, ${statusOf('d')}, ${statusOf('d', 'd.new_state', 'd.new_health')}, 'heartbeat',
+           SELECT d.log_id, d.server_id, ${statusOf('d')}, ${statusOf('d', 'd.new_state', 'd.new_health')}, 'heartbeat',
                   CASE WHEN d.stale_since IS NOT NULL THEN 'heartbeat resumed: recovered from stale'
                        WHEN NOT d.transition THEN 'periodic snapshot' END,
-                  $8, $6, $7, d.at, $10
+                  d.heartbeat_data, d.response_time_ms, d.uptime_seconds, d.at, $10
              FROM decision d WHERE d.transition OR d.snapshot
            RETURNING ${LOG_COLUMNS}
          )
-         SELECT d.new_state, d.new_health, d.transition, d.snapshot, logged.id IS NOT NULL AS logged, logged.*
-           FROM decision d LEFT JOIN logged ON true`,
+         SELECT d.server_id AS beat_server_id, d.new_state, d.new_health, d.transition, d.snapshot,
+                logged.id IS NOT NULL AS logged, logged.*
+           FROM decision d LEFT JOIN logged ON logged.server_id = d.server_id`,
         [
-          beat.serverId,
-          beat.state,
-          beat.health,
-          beat.cpuUsage,
-          beat.memoryUsage,
-          beat.responseTimeMs,
-          beat.uptimeSeconds,
-          beat.heartbeatData,
-          logId,
+          col((b) => b.serverId),
+          col((b) => b.state),
+          col((b) => b.health),
+          col((b) => b.cpuUsage),
+          col((b) => b.memoryUsage),
+          col((b) => b.responseTimeMs),
+          col((b) => b.uptimeSeconds),
+          col((b) => b.heartbeatData),
+          col((b) => b.logId),
           createdBy,
           snapshotIntervalSeconds,
         ],
       );
-    if (!row) return undefined;
-    if (row.logged) await this.notify(q);
-    const { new_state, new_health, transition, snapshot, logged, ...logRow } = row;
-    return { state: new_state, health: new_health, transition, snapshot, row: logged ? logRow : undefined };
+    if (rows.some((r) => r.logged)) await this.notify(q);
+    return new Map(
+      rows.map(({ beat_server_id, new_state, new_health, transition, snapshot, logged, ...logRow }) => [
+        beat_server_id,
+        { state: new_state, health: new_health, transition, snapshot, row: logged ? logRow : undefined },
+      ]),
+    );
   }
 
   /**

@@ -57,6 +57,7 @@ export function createStatusSyncService(deps: ServiceDeps & StatusSyncOptions): 
     reportStatus: call.unary('status:write', (req: statussync.ReportStatusRequest, ctx) => handlers.reportStatus(req, ctx)),
     reportStatusBatch: call.unary('status:write', (req: statussync.ReportStatusBatchRequest, ctx) => handlers.reportStatusBatch(req, ctx)),
     heartbeat: call.unary('status:write', (req: statussync.HeartbeatRequest, ctx) => handlers.heartbeat(req, ctx)),
+    heartbeatBatch: call.unary('status:write', (req: statussync.HeartbeatBatchRequest, ctx) => handlers.heartbeatBatch(req, ctx)),
     getServerStatusHistory: call.unary('status:read', (req: statussync.GetServerStatusHistoryRequest, ctx) =>
       handlers.getServerStatusHistory(req, ctx),
     ),

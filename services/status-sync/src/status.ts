@@ -181,22 +181,51 @@ export interface HeartbeatInput {
   heartbeatData: string | null;
 }
 
-export function parseHeartbeat(req: statussync.HeartbeatRequest, limits: ReportLimits, redactor: Redactor): HeartbeatInput {
-  const v = new Violations();
-  const serverId = v.uuid('server_id', req.serverId, true);
-  const optionalEnum = <E extends number>(field: string, value: E, allowed: ReadonlyMap<E, string>): string | null =>
-    value === 0 ? null : (v.enumValue(field, value, allowed) ?? null);
-  const heartbeatData = v.json('heartbeat_data', req.heartbeatData, { maxBytes: limits.maxJsonBytes, maxDepth: limits.maxJsonDepth });
-  const parsed: HeartbeatInput = {
+/** Validates one heartbeat, its problems named `field(name)`, and redacts its JSON. */
+function heartbeatInput(
+  req: statussync.HeartbeatRequest,
+  field: (name: string) => string,
+  limits: ReportLimits,
+  redactor: Redactor,
+  v: Violations,
+): HeartbeatInput {
+  const serverId = v.uuid(field('server_id'), req.serverId, true);
+  const optionalEnum = <E extends number>(name: string, value: E, allowed: ReadonlyMap<E, string>): string | null =>
+    value === 0 ? null : (v.enumValue(field(name), value, allowed) ?? null);
+  const heartbeatData = v.json(field('heartbeat_data'), req.heartbeatData, { maxBytes: limits.maxJsonBytes, maxDepth: limits.maxJsonDepth });
+  return {
     serverId: serverId ?? '',
     state: optionalEnum('state', req.state, STATE.toDb),
     health: optionalEnum('health', req.health, HEALTH.toDb),
-    cpuUsage: boundedNumber(v, 'cpu_usage', req.cpuUsage, CPU_USAGE_MAX),
-    memoryUsage: boundedNumber(v, 'memory_usage', req.memoryUsage, MEMORY_USAGE_MAX),
-    responseTimeMs: v.integer('response_time_ms', req.responseTimeMs, 0, INT32_MAX) ?? null,
-    uptimeSeconds: v.int64('uptime_seconds', req.uptimeSeconds, 0n, INT64_MAX) ?? null,
+    cpuUsage: boundedNumber(v, field('cpu_usage'), req.cpuUsage, CPU_USAGE_MAX),
+    memoryUsage: boundedNumber(v, field('memory_usage'), req.memoryUsage, MEMORY_USAGE_MAX),
+    responseTimeMs: v.integer(field('response_time_ms'), req.responseTimeMs, 0, INT32_MAX) ?? null,
+    uptimeSeconds: v.int64(field('uptime_seconds'), req.uptimeSeconds, 0n, INT64_MAX) ?? null,
     heartbeatData: heartbeatData === undefined ? null : JSON.stringify(redactor.redact(heartbeatData)),
   };
+}
+
+export function parseHeartbeat(req: statussync.HeartbeatRequest, limits: ReportLimits, redactor: Redactor): HeartbeatInput {
+  const v = new Violations();
+  const parsed = heartbeatInput(req, (name) => name, limits, redactor, v);
+  v.throwIfAny();
+  return parsed;
+}
+
+/** 1..maxBatchSize heartbeats, at most one per server; problems named `heartbeats[i].field`. */
+export function parseHeartbeatBatch(req: statussync.HeartbeatBatchRequest, limits: ReportLimits, redactor: Redactor): HeartbeatInput[] {
+  const v = new Violations();
+  if (req.heartbeats.length === 0) v.add('heartbeats', 'at least one heartbeat is required');
+  if (req.heartbeats.length > limits.maxBatchSize) v.add('heartbeats', `at most ${limits.maxBatchSize} heartbeats per batch`);
+  v.throwIfAny();
+  const seenServers = new Map<string, number>();
+  const parsed = req.heartbeats.map((hb, i) => {
+    const beat = heartbeatInput(hb, (name) => `heartbeats[${i}].${name}`, limits, redactor, v);
+    const earlier = seenServers.get(beat.serverId);
+    if (earlier === undefined) seenServers.set(beat.serverId, i);
+    else if (beat.serverId) v.add(`heartbeats[${i}].server_id`, `same server as heartbeats[${earlier}]: at most one heartbeat per server`);
+    return beat;
+  });
   v.throwIfAny();
   return parsed;
 }

@@ -14,6 +14,7 @@ const REQUEST_TYPES = {
   reportStatus: statussync.ReportStatusRequest,
   reportStatusBatch: statussync.ReportStatusBatchRequest,
   heartbeat: statussync.HeartbeatRequest,
+  heartbeatBatch: statussync.HeartbeatBatchRequest,
   getServerStatusHistory: statussync.GetServerStatusHistoryRequest,
   listServerHealthHistory: statussync.ListServerHealthHistoryRequest,
   getServerDashboard: statussync.GetServerDashboardRequest,
@@ -33,6 +34,7 @@ interface Responses {
   reportStatus: statussync.ReportStatusResponse;
   reportStatusBatch: statussync.ReportStatusBatchResponse;
   heartbeat: statussync.HeartbeatResponse;
+  heartbeatBatch: statussync.HeartbeatBatchResponse;
   getServerStatusHistory: statussync.GetServerStatusHistoryResponse;
   listServerHealthHistory: statussync.ListServerHealthHistoryResponse;
   getServerDashboard: statussync.GetServerDashboardResponse;

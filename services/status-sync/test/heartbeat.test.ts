@@ -79,6 +79,12 @@ describe('Heartbeat', () => {
       expect(due.entry).toMatchObject({ details: 'periodic snapshot', heartbeatData: '{"load": 0.3}' });
       expect((await snapshots.call('heartbeat', { serverId, health: HEALTHY })).snapshotRecorded).toBe(false);
       expect(await countLogs(snapshots, serverId)).toBe(2);
+      // The batch path takes snapshots the same way.
+      await new Promise((r) => setTimeout(r, 1_100));
+      const batched = await snapshots.call('heartbeatBatch', { heartbeats: [{ serverId, health: HEALTHY }] });
+      expect(batched.results[0]).toMatchObject({ transitionRecorded: false, snapshotRecorded: true });
+      expect(batched.results[0].entry).toMatchObject({ details: 'periodic snapshot' });
+      expect(await countLogs(snapshots, serverId)).toBe(3);
     } finally {
       await snapshots.close();
     }
@@ -104,6 +110,111 @@ describe('Heartbeat', () => {
       expect(err.code, field).toBe(grpc.status.INVALID_ARGUMENT);
       expect(decodeBadRequest(err.metadata).map((v) => v.field)).toEqual([field]);
     }
+    const { rows } = await h.pg.query('SELECT last_heartbeat_at, health FROM mcp_servers WHERE id = $1', [serverId]);
+    expect(rows[0]).toEqual({ last_heartbeat_at: null, health: 'UNKNOWN' });
+    expect(await countLogs(h)).toBe(before);
+  });
+});
+
+describe('HeartbeatBatch', () => {
+  const auditedTransitions = async (serverIds: string[]): Promise<number> => {
+    const { rows } = await h.pg.query(
+      `SELECT count(*)::int AS n FROM audit_logs WHERE action_type = 'status.transition' AND resource_id = ANY($1::text[])`,
+      [serverIds],
+    );
+    return rows[0].n;
+  };
+
+  it('records many servers at once: nothing for steady beats, one row and one audit per real transition', async () => {
+    const servers = await Promise.all([0, 1, 2].map((i) => createServer(h, `batch-${i}`, { staleAfterSeconds: 30 })));
+    const ids = servers.map((s) => s.serverId);
+    const batch = (health: (i: number) => statussync.ServerHealth, cpu: number) =>
+      h.call('heartbeatBatch', { heartbeats: ids.map((serverId, i) => ({ serverId, state: RUNNING, health: health(i), cpuUsage: cpu + i })) });
+    const first = await batch(() => HEALTHY, 1);
+    expect(first.results.map((r) => r.transitionRecorded)).toEqual([true, true, true]);
+    expect(first.unknownServerIndexes).toEqual([]);
+    for (let i = 0; i < 5; i++) {
+      const steady = await batch(() => HEALTHY, 10 * (i + 1));
+      expect(steady.results.every((r) => !r.transitionRecorded && !r.snapshotRecorded && !r.entry && r.state === RUNNING && r.health === HEALTHY)).toBe(
+        true,
+      );
+    }
+    expect(await countLogs(h, ids[1])).toBe(1);
+    const { rows } = await h.pg.query('SELECT cpu_usage::float8 AS cpu FROM mcp_servers WHERE id = ANY($1::uuid[]) ORDER BY cpu_usage', [ids]);
+    expect(rows.map((r) => r.cpu)).toEqual([50, 51, 52]);
+
+    // One server degrades, one beat names a server that does not exist: the rest is recorded all the same.
+    const unknown = crypto.randomUUID();
+    const mixed = await h.call('heartbeatBatch', {
+      heartbeats: [
+        { serverId: ids[0], state: RUNNING, health: HEALTHY },
+        { serverId: unknown, state: RUNNING, health: HEALTHY },
+        { serverId: ids[1], state: RUNNING, health: DEGRADED, responseTimeMs: 9 },
+        { serverId: ids[2], cpuUsage: 7 },
+      ],
+    });
+    expect(mixed.unknownServerIndexes).toEqual([1]);
+    expect(mixed.results.map((r) => r.transitionRecorded)).toEqual([false, false, true, false]);
+    expect(mixed.results[2].entry).toMatchObject({ serverId: ids[1], responseTimeMs: 9 });
+    expect(JSON.parse(mixed.results[2].entry!.previousStatus!)).toMatchObject({ state: 'RUNNING', health: 'HEALTHY' });
+    expect(mixed.results[3]).toMatchObject({ state: RUNNING, health: HEALTHY });
+    expect(await countLogs(h, ids[1])).toBe(2);
+    expect(await countLogs(h, ids[0])).toBe(1);
+    expect(await auditedTransitions(ids)).toBe(4);
+
+    // A stale server's next beat in a batch is its recovery.
+    await silence([ids[0]], 31);
+    await h.unit.sweeper.sweepOnce();
+    const recovered = await batch(() => HEALTHY, 1);
+    expect(recovered.results.map((r) => r.transitionRecorded)).toEqual([true, true, false]);
+    expect(recovered.results[0].entry!.details).toContain('recovered from stale');
+  });
+
+  it('decides a transition once when a batch and single beats race for it', async () => {
+    const { serverId } = await createServer(h, 'batch-race');
+    const others = await Promise.all([0, 1, 2].map((i) => createServer(h, `batch-race-other-${i}`)));
+    await h.call('heartbeat', { serverId, state: RUNNING, health: HEALTHY });
+    const degrade = { serverId, state: RUNNING, health: DEGRADED };
+    const [batches, singles] = await Promise.all([
+      Promise.all(
+        [0, 1, 2, 3].map(() =>
+          h.call('heartbeatBatch', { heartbeats: [...others.map((o) => ({ serverId: o.serverId, health: HEALTHY })), degrade] }),
+        ),
+      ),
+      Promise.all(Array.from({ length: 8 }, () => h.call('heartbeat', degrade))),
+    ]);
+    const decided = [...batches.map((b) => b.results[3]), ...singles].filter((r) => r.transitionRecorded);
+    expect(decided).toHaveLength(1);
+    const { rows } = await h.pg.query(
+      `SELECT previous_status->>'health' AS before, current_status->>'health' AS after FROM mcp_server_status_logs WHERE server_id = $1 ORDER BY timestamp`,
+      [serverId],
+    );
+    expect(rows).toEqual([
+      { before: 'UNKNOWN', after: 'HEALTHY' },
+      { before: 'HEALTHY', after: 'DEGRADED' },
+    ]);
+  });
+
+  it('rejects a bad batch whole, naming each problem by position, and changes nothing', async () => {
+    const { serverId } = await createServer(h, 'batch-bad');
+    const before = await countLogs(h);
+    const fieldsOf = async (request: Parameters<Harness['call']>[1]) => {
+      const err = await expectGrpcError(h.call('heartbeatBatch', request as never));
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      return decodeBadRequest(err.metadata).map((v) => v.field);
+    };
+    expect(await fieldsOf({ heartbeats: [] })).toEqual(['heartbeats']);
+    expect(await fieldsOf({ heartbeats: Array.from({ length: 1001 }, () => ({ serverId })) })).toEqual(['heartbeats']);
+    expect(
+      await fieldsOf({
+        heartbeats: [
+          { serverId, health: HEALTHY },
+          { serverId: 'nope' },
+          { serverId, health: DEGRADED },
+          { serverId: crypto.randomUUID(), cpuUsage: -1, heartbeatData: '{nope' },
+        ],
+      }),
+    ).toEqual(['heartbeats[1].server_id', 'heartbeats[2].server_id', 'heartbeats[3].heartbeat_data', 'heartbeats[3].cpu_usage']);
     const { rows } = await h.pg.query('SELECT last_heartbeat_at, health FROM mcp_servers WHERE id = $1', [serverId]);
     expect(rows[0]).toEqual({ last_heartbeat_at: null, health: 'UNKNOWN' });
     expect(await countLogs(h)).toBe(before);

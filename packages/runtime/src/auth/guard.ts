@@ -158,6 +158,8 @@ export class PlatformGuard implements CallGuard {
       });
       if (address && counts.fromAddress >= auth.max_failed_attempts) {
         await this.store.lockAddress(address, auth.lockout_seconds, auth.max_failed_attempts, auth.failure_window_seconds, this.options.serviceName);
+        // The limiter caches lockouts: this replica applies its own at once, not at the next NOTIFY or refresh.
+        this.limiter.invalidate();
       }
       if (keyPrefix && counts.withKey >= auth.max_failed_attempts) {
         await this.store.lockKey(keyPrefix, auth.lockout_seconds, auth.max_failed_attempts, this.options.serviceName);
