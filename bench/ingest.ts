@@ -5,8 +5,7 @@
  * single-stream COPY measured in the same run.
  *
  *   npm run bench:ingest -w @mcp/bench -- [--rows 100000] [--orm-rows 5000] [--batch 1000]
- *        [--pool 12] [--stream-in-flight 2] [--paths copy,orm,record1,record4,stream1,stream2,sql1,sql2,copy-again
- *        (experiments: sql1-noreturning,sql2-noreturning)]
+ *        [--pool 12] [--stream-in-flight 2] [--paths copy,orm,record1,record4,stream1,stream2,sql1,sql2,copy-again]
  *        [--no-deadline] [--keep] [--profile DIR] [--experiment-no-redaction]
  *
  * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE), default
@@ -22,7 +21,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { connectionLogEntities, createConnectionLogService } from '@mcp/connection-log';
+import { ConnectionLogRepository, connectionLogEntities, createConnectionLogService, type KeyedEvent } from '@mcp/connection-log';
 import { createDataSource, migrateUp } from '@mcp/db';
 import { createDatabase, dropDatabase, startBenchPostgres, uniqueDatabaseName } from '@mcp/db/testing';
 import { connectionlog } from '@mcp/proto';
@@ -48,8 +47,6 @@ interface Options {
 }
 
 const DEFAULT_PATHS = ['copy', 'orm', 'record1', 'record4', 'stream1', 'stream2', 'sql1', 'sql2', 'copy-again'];
-/** Also available on request: experiments behind the suggestions in BENCHMARKS.md. */
-const ALL_PATHS = [...DEFAULT_PATHS, 'sql1-noreturning', 'sql2-noreturning'];
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
@@ -88,7 +85,7 @@ function parseArgs(argv: string[]): Options {
     else if (name === '--experiment-no-redaction') o.noRedaction = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  for (const p of o.paths) if (!ALL_PATHS.includes(p)) throw new Error(`unknown path ${p} (known: ${ALL_PATHS.join(',')})`);
+  for (const p of o.paths) if (!DEFAULT_PATHS.includes(p)) throw new Error(`unknown path ${p} (known: ${DEFAULT_PATHS.join(',')})`);
   if (!o.paths.includes('copy')) o.paths = ['copy', ...o.paths]; // the baseline is always measured
   return o;
 }
@@ -370,45 +367,35 @@ async function runOrm(url: string, rows: Row[], limit: number): Promise<Measured
 }
 
 /**
- * (e) The service's INSERT … SELECT unnest statement (repository.ts insertEvents) run directly with node-pg,
- * autocommit, no gRPC, validation, redaction or other statements: the ceiling of the statement itself.
- * `returning: false` drops RETURNING (an experiment: the service reads back every inserted key).
+ * (e) The service's own insert (ConnectionLogRepository.insertEvents, the statement and its pg_notify) on
+ * `connections` connections, autocommit: what storing costs without gRPC, validation, redaction, the guard
+ * and the transaction's other statements.
  */
-async function runSql(url: string, batches: Row[][], connections: number, returning = true): Promise<Measured> {
-  const clients = await Promise.all(
+async function runRepositoryInsert(url: string, batches: Row[][], connections: number): Promise<Measured> {
+  const ds = createDataSource({ url, entities: connectionLogEntities, applicationName: 'bench-sql', poolSize: connections });
+  await ds.initialize();
+  const runners = await Promise.all(
     Array.from({ length: connections }, async () => {
-      const c = new Client({ connectionString: url, application_name: 'bench-sql' });
-      await c.connect();
-      return c;
+      const q = ds.createQueryRunner();
+      await q.connect();
+      return q;
     }),
   );
-  const params = batches.map((b) => {
-    const col = <T>(f: (r: Row) => T): T[] => b.map(f);
-    return [
-      col((r) => r.id), col((r) => r.connectionId), col((r) => r.eventType), col((r) => r.eventDetails),
-      col((r) => r.oldStatus), col((r) => r.newStatus), col((r) => r.requestData), col((r) => r.responseData),
-      col((r) => r.errorData), col((r) => r.latencyMs), col((r) => r.bytesTransferred), col((r) => r.timestamp),
-      col(() => null), col((r) => r.userAgent), col((r) => r.ipAddress), col((r) => r.sessionId),
-    ];
-  });
-  const sql = `INSERT INTO agent_mcp_connection_logs (${COLUMNS.join(', ')})
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-      $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::int[], $11::bigint[],
-      $12::timestamptz[], $13::uuid[], $14::text[], $15::inet[], $16::text[])
-    ON CONFLICT (id, timestamp) DO NOTHING
-    ${returning ? 'RETURNING id, (extract(epoch FROM timestamp) * 1000)::bigint::text AS ts' : ''}`;
   const close = async () => {
-    await Promise.all(clients.map((c) => c.end()));
+    await Promise.all(runners.map((q) => q.release()));
+    await ds.destroy();
   };
+  const repository = new ConnectionLogRepository();
+  const keyed: KeyedEvent[][] = batches.map((b) => b.map((r) => ({ ...r, createdBy: null })));
   try {
     const r = await timed(async () => {
       let next = 0;
       let stored = 0;
       await Promise.all(
-        clients.map(async (c) => {
-          while (next < params.length) {
-            const res = await c.query(sql, params[next++]);
-            stored += res.rowCount ?? 0;
+        runners.map(async (q) => {
+          while (next < keyed.length) {
+            const inserted = await repository.insertEvents(q, keyed[next++]);
+            stored += inserted.count; // not `stored += await …`: that reads `stored` before the await
           }
         }),
       );
@@ -728,10 +715,7 @@ async function main(): Promise<void> {
     }
     for (const conns of [1, 2]) {
       if (o.paths.includes(`sql${conns}`)) {
-        await measure(`(e) diag: service's INSERT…unnest via node-pg, ${conns} conn`, () => runSql(url, batches, conns), rows.length, 'no gRPC/validation');
-      }
-      if (o.paths.includes(`sql${conns}-noreturning`)) {
-        await measure(`(e) diag: same without RETURNING, ${conns} conn`, () => runSql(url, batches, conns, false), rows.length, 'experiment');
+        await measure(`(e) diag: the service's insertEvents alone, ${conns} conn`, () => runRepositoryInsert(url, batches, conns), rows.length, 'no gRPC/validation');
       }
     }
     if (o.paths.includes('copy-again')) {
