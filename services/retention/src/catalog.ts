@@ -29,10 +29,9 @@ export class PartitionCatalog {
   /** Attached partitions, oldest first, the default partition (if any) first of all. */
   async partitions(q: QueryRunner, parent: string): Promise<PartitionInfo[]> {
     return q.query(
-      `SELECT c.relname AS name,
-              (regexp_match(pg_get_expr(c.relpartbound, c.oid), $2))[1]::timestamptz AS lower,
-              (regexp_match(pg_get_expr(c.relpartbound, c.oid), $2))[2]::timestamptz AS upper
-         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      `SELECT c.relname AS name, b[1]::timestamptz AS lower, b[2]::timestamptz AS upper
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,
+              LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid), $2) AS b
         WHERE i.inhparent = to_regclass($1)
         ORDER BY lower NULLS FIRST`,
       [parent, BOUND_PATTERN],

@@ -9,6 +9,7 @@ const batchSize = process.env.RETENTION_BATCH_SIZE ? Number(process.env.RETENTIO
 runService({
   serviceName: 'retention',
   defaultPort: DEFAULT_PORT,
-  createDataSource: (url) => createDataSource({ url, entities: retentionEntities, applicationName: 'retention', poolSize: 4 }),
+  // A run holds one connection and its drop lanes up to three more (executor.ts); the rest serve the other calls.
+  createDataSource: (url) => createDataSource({ url, entities: retentionEntities, applicationName: 'retention', poolSize: 6 }),
   createServices: (deps) => [createRetentionService({ ...deps, batchSize })],
 });

@@ -1,6 +1,6 @@
 import { exactTimestamp } from '@mcp/runtime';
 import type { QueryRunner } from 'typeorm';
-import type { RunStatus, TableRecord } from './records';
+import type { RunStatus, StepRecord, TableRecord } from './records';
 import type { TableName } from './tables';
 
 export interface Policy {
@@ -116,6 +116,21 @@ export class RetentionRepository {
       record.table,
       JSON.stringify(record),
     ]);
+  }
+
+  /**
+   * Writes only the given steps of a table's record: other connections of the
+   * same run may be advancing other steps at the same time, and an UPDATE that
+   * waited for theirs applies its jsonb_set to the row they committed.
+   */
+  async saveSteps(q: QueryRunner, runId: string, table: TableName, steps: Array<{ index: number; step: StepRecord }>): Promise<void> {
+    const params: unknown[] = [runId];
+    let results = 'results';
+    for (const { index, step } of steps) {
+      params.push([table, 'steps', String(index)], JSON.stringify(step));
+      results = `jsonb_set(${results}, $${params.length - 1}::text[], $${params.length}::jsonb)`;
+    }
+    await q.query(`UPDATE retention_runs SET results = ${results} WHERE id = $1`, params);
   }
 
   async finishRun(q: QueryRunner, runId: string, status: RunStatus, error: string | null): Promise<void> {

@@ -70,14 +70,14 @@ export function moveToArchive(
 }
 
 /**
- * DELETE … RETURNING * of the oldest `batch` rows of `relation` older than $1,
- * as a moveToArchive source. Oldest first, so the time index finds them
- * without rescanning what earlier batches left dead.
+ * DELETE of the oldest `batch` rows of `relation` older than $1. Oldest
+ * first, so the time index finds them without rescanning what earlier
+ * batches left dead. With `returning`, a moveToArchive source.
  */
-export function expiredBatch(relation: string, timeColumn: string, batch: number): string {
+export function expiredBatch(relation: string, timeColumn: string, batch: number, returning: boolean): string {
   return `DELETE FROM ${ident(relation)} WHERE ctid = ANY(ARRAY(
             SELECT ctid FROM ${ident(relation)} WHERE ${ident(timeColumn)} < $1
-             ORDER BY ${ident(timeColumn)} LIMIT ${batch})) RETURNING *`;
+             ORDER BY ${ident(timeColumn)} LIMIT ${batch}))${returning ? ' RETURNING *' : ''}`;
 }
 
 /**
