@@ -5,7 +5,7 @@
  * single-stream COPY measured in the same run.
  *
  *   npm run bench:ingest -w @mcp/bench -- [--rows 100000] [--orm-rows 5000] [--batch 1000]
- *        [--pool 12] [--stream-in-flight 2] [--paths copy,orm,record1,record4,stream1,stream2,sql1,sql2,copy-again]
+ *        [--pool 12] [--stream-in-flight 2] [--paths copy,orm,record1,record4,stream1,stream2,recorder,sql1,sql2,copy-again]
  *        [--no-deadline] [--keep] [--profile DIR] [--experiment-no-redaction]
  *
  * Database: BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE), default
@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
+import { ConnectionEventRecorder, createConnectionLogClient, type DeepPartial, type RecorderStats } from '@mcp/client';
 import { ConnectionLogRepository, connectionLogEntities, createConnectionLogService, type KeyedEvent } from '@mcp/connection-log';
 import { createDataSource, migrateUp } from '@mcp/db';
 import { createDatabase, dropDatabase, startBenchPostgres, uniqueDatabaseName } from '@mcp/db/testing';
@@ -46,7 +47,7 @@ interface Options {
   noRedaction: boolean;
 }
 
-const DEFAULT_PATHS = ['copy', 'orm', 'record1', 'record4', 'stream1', 'stream2', 'sql1', 'sql2', 'copy-again'];
+const DEFAULT_PATHS = ['copy', 'orm', 'record1', 'record4', 'stream1', 'stream2', 'recorder', 'sql1', 'sql2', 'copy-again'];
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
@@ -210,8 +211,12 @@ const EVENT_TYPE_ENUM: Record<string, connectionlog.EventType> = {
 };
 
 function toEvent(r: Row): connectionlog.ConnectionEvent {
-  return connectionlog.ConnectionEvent.fromPartial({
-    id: r.id,
+  return connectionlog.ConnectionEvent.fromPartial({ id: r.id, timestamp: r.timestamp, ...recorderInput(r) });
+}
+
+/** What an agent hands to the client library's recorder: the event without its key (id, timestamp), which the recorder assigns. */
+function recorderInput(r: Row): DeepPartial<connectionlog.ConnectionEvent> {
+  return {
     connectionId: r.connectionId,
     eventType: EVENT_TYPE_ENUM[r.eventType],
     eventDetails: r.eventDetails,
@@ -222,11 +227,10 @@ function toEvent(r: Row): connectionlog.ConnectionEvent {
     errorData: r.errorData ?? undefined,
     latencyMs: r.latencyMs,
     bytesTransferred: r.bytesTransferred,
-    timestamp: r.timestamp,
     userAgent: r.userAgent,
     ipAddress: r.ipAddress,
     sessionId: r.sessionId,
-  });
+  };
 }
 
 function chunk<T>(xs: T[], size: number): T[][] {
@@ -410,6 +414,7 @@ async function runRepositoryInsert(url: string, batches: Row[][], connections: n
 
 interface ServiceUnderTest {
   running: RunningService;
+  address: string;
   client: grpc.Client;
   /** Fresh per call: grpc-js may modify what it is given. */
   metadata(): grpc.Metadata;
@@ -437,9 +442,11 @@ async function startConnectionLog(url: string, token: string, o: Options): Promi
     if (Date.now() > until) throw new Error('connection-log never became SERVING');
     await new Promise((r) => setTimeout(r, 50));
   }
-  const client = new grpc.Client(`127.0.0.1:${running.server.port}`, grpc.credentials.createInsecure());
+  const address = `127.0.0.1:${running.server.port}`;
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
   return {
     running,
+    address,
     client,
     metadata: () => {
       const m = new grpc.Metadata();
@@ -504,6 +511,29 @@ async function runStream(s: ServiceUnderTest, requests: Buffer[], streams: numbe
   };
   const shares = Array.from({ length: streams }, (_, k) => requests.filter((_, i) => i % streams === k));
   return timed(async () => (await Promise.all(shares.map(one))).reduce((a, b) => a + b, 0));
+}
+
+/**
+ * (f) @mcp/client's ConnectionEventRecorder, as an agent-side service uses it: one `await record(event)` per
+ * event (the recorder builds the message and assigns the UUIDv7 id and timestamp), batched into RecordEvents
+ * calls of `batch` events, one in flight, until close() has delivered everything. The client's channel is
+ * connected and its key checked before the clock starts, as in a running agent.
+ */
+async function runRecorder(s: ServiceUnderTest, token: string, inputs: DeepPartial<connectionlog.ConnectionEvent>[], batch: number): Promise<Measured & { stats: RecorderStats }> {
+  const client = createConnectionLogClient({ address: s.address, apiKey: token, credentials: 'insecure' });
+  try {
+    await client.listEvents({ pageSize: 1 });
+    const recorder = new ConnectionEventRecorder(client, { maxBatchSize: batch });
+    let stats: RecorderStats | undefined;
+    const r = await timed(async () => {
+      for (const event of inputs) await recorder.record(event);
+      stats = await recorder.close();
+      return stats.delivered;
+    });
+    return { ...r, stats: stats! };
+  } finally {
+    client.close();
+  }
 }
 
 // ------------------------------------------------------------------ CPU accounting
@@ -670,6 +700,7 @@ async function main(): Promise<void> {
     const streamRequests = batches.map((b, i) =>
       Buffer.from(connectionlog.StreamEventsRequest.encode({ sequence: String(i + 1), events: b.map(toEvent) }).finish()),
     );
+    const recorderInputs = rows.map(recorderInput);
 
     const measure = async (label: string, fn: () => Promise<Measured>, expected: number, note?: string) => {
       await resetTable(pg);
@@ -700,6 +731,7 @@ async function main(): Promise<void> {
       const n = Math.min(o.ormRows, rows.length);
       await measure(`(b) TypeORM repository.save() per row`, () => runOrm(url, rows, n), n, `time-boxed: ${fmt(n)} rows, rate extrapolated`);
     }
+    // record1, record4, recorder, stream1, stream2: the paths through the service.
     if (o.paths.some((p) => p.startsWith('record') || p.startsWith('stream'))) {
       service = await startConnectionLog(url, fixture.token, o);
       for (const callers of [1, 4]) {
@@ -709,6 +741,15 @@ async function main(): Promise<void> {
       for (const streams of [1, 2]) {
         if (!o.paths.includes(`stream${streams}`)) continue;
         await measure(`(d) StreamEvents, ${streams} stream${streams > 1 ? 's' : ''}`, () => runStream(service!, streamRequests, streams, o), rows.length);
+      }
+      if (o.paths.includes('recorder')) {
+        let stats: RecorderStats | undefined;
+        const res = await measure(`(f) @mcp/client ConnectionEventRecorder, batch ${o.batch}`, async () => {
+          const r = await runRecorder(service!, fixture.token, recorderInputs, o.batch);
+          stats = r.stats;
+          return r;
+        }, rows.length);
+        res.note = `${fmt(stats!.batches)} RecordEvents calls, ${stats!.retries} retries`;
       }
       await service.close();
       service = undefined;

@@ -4,11 +4,14 @@
  * through startService (so through the real guard, with real API keys), and
  * fixtures. Differs in one way: the service can reach its database through
  * a TCP proxy the test controls, to cut and restore the database mid-stream.
+ * The real audit service can join it on the same database (startAuditService).
  */
+import { auditEntities, createAuditService } from '@mcp/audit';
 import { createDataSource } from '@mcp/db';
 import { freshDatabase, type TestDatabase } from '@mcp/db/testing';
 import { connectionLogEntities, createConnectionLogService } from '@mcp/connection-log';
-import { provisionPrincipal, startService, waitForServing, type RunningService } from '@mcp/runtime';
+import { provisionPrincipal, type RunningService } from '@mcp/runtime';
+import { startInProcessService } from '@mcp/runtime/dist/testing';
 import * as net from 'node:net';
 import { Client } from 'pg';
 import { createConnectionLogClient, type ClientOptions, type ConnectionLogClient } from '../src';
@@ -146,6 +149,16 @@ export interface ConnectionLogEnv {
   close(): Promise<void>;
 }
 
+/** The real audit service on the given database (shut it down with `service.shutdown`). */
+export function startAuditService(databaseUrl: string): Promise<{ service: RunningService; address: string }> {
+  return startInProcessService({
+    serviceName: 'audit',
+    databaseUrl,
+    createDataSource: (u) => createDataSource({ url: u, entities: auditEntities, poolSize: 4 }),
+    createServices: (deps) => [createAuditService(deps)],
+  });
+}
+
 export async function startConnectionLogEnv(options: { viaDatabaseProxy?: boolean; env?: Record<string, string> } = {}): Promise<ConnectionLogEnv> {
   const db = await freshDatabase();
   const url = new URL(db.url);
@@ -155,21 +168,13 @@ export async function startConnectionLogEnv(options: { viaDatabaseProxy?: boolea
     serviceUrl.hostname = '127.0.0.1';
     serviceUrl.port = String(dbProxy.port);
   }
-  const service = await startService({
+  const { service, address } = await startInProcessService({
     serviceName: 'connection-log',
-    defaultPort: 0,
-    env: {
-      DATABASE_URL: serviceUrl.toString(),
-      GRPC_HOST: '127.0.0.1',
-      GRPC_PORT: '0',
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-      ...options.env,
-    },
+    databaseUrl: serviceUrl.toString(),
+    env: options.env,
     createDataSource: (u) => createDataSource({ url: u, entities: connectionLogEntities, poolSize: 8 }),
     createServices: (deps) => [createConnectionLogService(deps)],
   });
-  const address = `127.0.0.1:${service.server.port}`;
-  await waitForServing(address, 30_000);
   const pg = new Client({ connectionString: db.url });
   await pg.connect();
   const admin = await provisionPrincipal(pg, { username: 'client-test-admin', roles: ['admin'] });

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { badRequestViolations, createRetentionClient, retryDelayMs, uuidv7 } from '../src';
+import { badRequestViolations, createRetentionClient, DEFAULT_DEADLINE_MS, retryDelayMs, uuidv7, type ClientOptions } from '../src';
 
 describe('status details (decoded without @mcp/runtime)', () => {
   it('reads what the services encode: RetryInfo and BadRequest', () => {
@@ -29,6 +29,85 @@ describe('uuidv7', () => {
     expect(ids.every((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id))).toBe(true);
     expect([...ids].sort()).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('channel and call defaults', () => {
+  let server: grpc.Server;
+  let address: string;
+  /** What the server saw of each call: its deadline, and when the call arrived. */
+  const calls: Array<{ deadline: number; arrivedAt: number }> = [];
+
+  beforeAll(async () => {
+    server = new grpc.Server();
+    server.addService(retention.RetentionServiceService, {
+      listPolicies: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<retention.ListPoliciesResponse>) => {
+        const deadline = call.getDeadline();
+        calls.push({ deadline: deadline instanceof Date ? deadline.getTime() : deadline, arrivedAt: Date.now() });
+        cb(null, { policies: [] });
+      },
+    } as unknown as retention.RetentionServiceServer);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+  afterAll(() => server?.forceShutdown());
+
+  /** A client whose grpc-js channel is built by grpc-js from the options the client passes it, which are kept. */
+  function clientRecordingChannelOptions(options: ClientOptions = {}) {
+    const seen: { channelOptions?: grpc.ChannelOptions } = {};
+    const client = createRetentionClient({
+      address,
+      apiKey: null,
+      credentials: 'insecure',
+      ...options,
+      channelOptions: {
+        channelFactoryOverride: (target: string, credentials: grpc.ChannelCredentials, channelOptions: grpc.ChannelOptions) => {
+          seen.channelOptions = { ...channelOptions };
+          return new grpc.Channel(target, credentials, channelOptions);
+        },
+      },
+    });
+    return { client, seen };
+  }
+
+  it('opens the channel with keepalive (30 s ping, 10 s ping timeout, also while idle), or the keepalive asked for', async () => {
+    const byDefault = clientRecordingChannelOptions();
+    await byDefault.client.listPolicies({}); // the channel is real: the call goes through it
+    byDefault.client.close();
+    expect(byDefault.seen.channelOptions).toMatchObject({
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+
+    const tuned = clientRecordingChannelOptions({ keepalive: { timeMs: 5_000, timeoutMs: 2_000, permitWithoutCalls: false } });
+    tuned.client.close();
+    expect(tuned.seen.channelOptions).toMatchObject({
+      'grpc.keepalive_time_ms': 5_000,
+      'grpc.keepalive_timeout_ms': 2_000,
+      'grpc.keepalive_permit_without_calls': 0,
+    });
+  });
+
+  it('sends every unary call with a deadline: 10 s by default, the client\'s or the call\'s when given', async () => {
+    expect(DEFAULT_DEADLINE_MS).toBe(10_000);
+    const byDefault = createRetentionClient({ address, apiKey: null, credentials: 'insecure' });
+    const configured = createRetentionClient({ address, apiKey: null, credentials: 'insecure', deadlineMs: 3_000 });
+    calls.length = 0;
+    await byDefault.listPolicies({});
+    await configured.listPolicies({});
+    await configured.listPolicies({}, { deadlineMs: 1_500 });
+    byDefault.close();
+    configured.close();
+    // The deadline travels as a relative grpc-timeout: the server's copy lands within a few ms of the client's.
+    const remaining = calls.map((c) => c.deadline - c.arrivedAt);
+    expect(remaining).toHaveLength(3);
+    for (const [i, expected] of [10_000, 3_000, 1_500].entries()) {
+      expect(remaining[i]).toBeLessThanOrEqual(expected);
+      expect(remaining[i]).toBeGreaterThan(expected - 500);
+    }
   });
 });
 

@@ -185,6 +185,12 @@ function streamWriter<Res>(call: ServerStream<Res>, signal: AbortSignal): Server
 function endStream(call: ServerStream<unknown>, scope: CallScope, work: Promise<void>): void {
   work.then(
     () => {
+      if (call.cancelled) {
+        // A cancelled stream never emits 'finish': its status has to be reported as an error,
+        // or the server span (which ends on 'finish' or 'error') would never end or be exported.
+        call.emit('error', scope.failed(scope.ctx.signal.reason));
+        return;
+      }
       scope.succeeded();
       call.end();
     },

@@ -172,6 +172,13 @@ function unwrapDriverError(err: Error): Error {
   return driverError instanceof Error ? driverError : err;
 }
 
+/** SQLSTATE of a pg error, also when TypeORM wraps it. */
+export function sqlState(err: unknown): string | undefined {
+  const e = err as { code?: unknown; driverError?: { code?: unknown } };
+  const code = e?.driverError?.code ?? e?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Maps what was thrown to a status the client may see, without logging. */
 export function classifyError(err: unknown): grpc.ServiceError {
   if (err instanceof StatusError) return fromStatusError(err);

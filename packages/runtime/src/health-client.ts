@@ -21,11 +21,11 @@ export function checkHealth(
   });
 }
 
-/** Polls until `address` reports `wanted` (an unreachable server counts as no answer yet), or rejects after `timeoutMs`. */
+/** Polls until `address` reports `wanted` (an unreachable server counts as no answer yet), or rejects after `timeoutMs` (generous by default: start-up on a loaded CI host takes a while). */
 export async function waitForHealth(
   address: string,
   wanted: HealthStatus,
-  timeoutMs = 15_000,
+  timeoutMs = 60_000,
   service = '',
   credentials?: grpc.ChannelCredentials,
 ): Promise<void> {
@@ -41,7 +41,7 @@ export async function waitForHealth(
 /** Polls until `address` reports SERVING, or rejects after `timeoutMs`. */
 export function waitForServing(
   address: string,
-  timeoutMs = 15_000,
+  timeoutMs = 60_000,
   service = '',
   credentials?: grpc.ChannelCredentials,
 ): Promise<void> {

@@ -14,6 +14,7 @@ export {
   UnavailableError,
   decodeBadRequest,
   decodeRetryDelayMs,
+  sqlState,
   toServiceError,
   type FieldViolation,
 } from './errors';
@@ -58,7 +59,7 @@ export {
 } from './db';
 export { shutdownTelemetry, startTelemetry, telemetryDisabled } from './telemetry';
 export { DEFAULT_INGEST_LIMITS, isUuid, Violations, type IngestLimits, type JsonRule, type TextRule } from './input-validation';
-export { arrayLiteral, exactTimestamp, SqlConditions } from './sql';
+export { arrayLiteral, copyTextLine, exactTimestamp, SqlConditions } from './sql';
 export { decodePageToken, encodePageToken, keysetPage, pageSize } from './page-token';
 export { uuidv7 } from '@mcp/proto';
 export { NotificationHub } from './notifications';

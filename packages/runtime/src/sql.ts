@@ -46,3 +46,28 @@ export function arrayLiteral(values: readonly (string | number | bigint | Date |
   }
   return `{${parts.join(',')}}`;
 }
+
+/**
+ * One line of COPY … FROM STDIN text format: tab-separated, `\N` for NULL,
+ * newline-terminated, with backslash, tab, newline and carriage return
+ * escaped. Dates become ISO 8601 UTC.
+ */
+export function copyTextLine(values: readonly (string | number | bigint | Date | null | undefined)[]): string {
+  let line = '';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) line += '\t';
+    if (v === null || v === undefined) line += '\\N';
+    else if (typeof v === 'string') line += COPY_SPECIAL.test(v) ? v.replace(COPY_SPECIAL_ALL, escapeCopyChar) : v;
+    else if (v instanceof Date) line += v.toISOString();
+    else line += String(v);
+  }
+  return `${line}\n`;
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+function escapeCopyChar(c: string): string {
+  return COPY_ESCAPES[c];
+}

@@ -42,13 +42,21 @@ export interface ServiceHarnessOptions<C extends grpc.Client>
   channelCredentials?: grpc.ChannelCredentials;
 }
 
-export async function startServiceHarness<C extends grpc.Client>(options: ServiceHarnessOptions<C>): Promise<ServiceHarness<C>> {
-  const db = await freshDatabase();
+/** A real service in this process, through startService, on 127.0.0.1 and a free port, once it is SERVING. */
+export async function startInProcessService(
+  options: Pick<StartServiceOptions, 'serviceName' | 'createDataSource' | 'createServices'> & {
+    databaseUrl: string;
+    /** Extra environment (on top of DATABASE_URL, GRPC_*, LOG_LEVEL). */
+    env?: Record<string, string>;
+    /** How the health check connects to a service configured with TLS. Default plaintext. */
+    channelCredentials?: grpc.ChannelCredentials;
+  },
+): Promise<{ service: RunningService; address: string }> {
   const service = await startService({
     serviceName: options.serviceName,
     defaultPort: 0,
     env: {
-      DATABASE_URL: db.url,
+      DATABASE_URL: options.databaseUrl,
       GRPC_HOST: '127.0.0.1',
       GRPC_PORT: '0',
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
@@ -58,8 +66,14 @@ export async function startServiceHarness<C extends grpc.Client>(options: Servic
     createServices: options.createServices,
   });
   const address = `127.0.0.1:${service.server.port}`;
+  await waitForServing(address, undefined, '', options.channelCredentials);
+  return { service, address };
+}
+
+export async function startServiceHarness<C extends grpc.Client>(options: ServiceHarnessOptions<C>): Promise<ServiceHarness<C>> {
+  const db = await freshDatabase();
   const channelCredentials = options.channelCredentials ?? grpc.credentials.createInsecure();
-  await waitForServing(address, 15_000, '', channelCredentials);
+  const { service, address } = await startInProcessService({ ...options, databaseUrl: db.url, channelCredentials });
   const client = new options.clientConstructor(address, channelCredentials);
   const pg = new Client({ connectionString: db.url });
   await pg.connect();

@@ -3,8 +3,15 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { metrics } from '@opentelemetry/api';
+import type { Histogram } from '@opentelemetry/sdk-metrics';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createCallHandlers } from '../src/calls';
+import { NotFoundError } from '../src/errors';
 import { telemetryDisabled } from '../src/telemetry';
+import { captureMetrics } from '../src/testing';
+import { admitAll, callUnary, captureLogs, collect, openStream, serveEcho, sleep, type EchoServer } from './support';
 
 const PRELOAD = path.resolve(__dirname, '..', 'dist', 'telemetry-preload.js');
 const FIXTURE = path.resolve(__dirname, 'fixtures', 'traced-service.js');
@@ -87,5 +94,56 @@ describe('telemetry', () => {
     const { spans, logs } = await runTracedService({ OTEL_SDK_DISABLED: 'true' });
     expect(logs.some((l) => l.msg === 'handling')).toBe(true);
     expect(spans).toEqual([]);
+  });
+});
+
+describe('rpc.server.duration', () => {
+  let echo: EchoServer | undefined;
+  afterEach(async () => {
+    await echo?.close();
+    echo = undefined;
+    metrics.disable();
+  });
+
+  it('counts and times every call by method and status code', async () => {
+    // Before the first call: platformMetrics creates its instruments on first use.
+    const reader = captureMetrics();
+    const handlers = createCallHandlers({ logger: captureLogs().logger, guard: admitAll });
+    echo = await serveEcho({
+      call: handlers.unary('status:read', async (req: { id: string }) => {
+        if (req.id === 'missing') {
+          await sleep(30); // a failing call still has its latency recorded
+          throw new NotFoundError('no such thing');
+        }
+        return { id: req.id };
+      }),
+      stream: handlers.serverStreaming('status:read', async (req: { count: number }, stream) => {
+        for (let i = 0; i < req.count; i++) await stream.write({ i });
+      }),
+    });
+
+    expect((await callUnary(echo.client, { id: 'a' })).ok).toBe(true);
+    expect((await callUnary(echo.client, { id: 'b' })).ok).toBe(true);
+    const failed = await callUnary(echo.client, { id: 'missing' });
+    expect(failed.ok === false && failed.error.code).toBe(grpc.status.NOT_FOUND);
+    expect((await collect(openStream(echo.client, { count: 3 }))).status?.code).toBe(grpc.status.OK);
+
+    const { resourceMetrics } = await reader.collect();
+    const duration = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'rpc.server.duration');
+    expect(duration?.descriptor.unit).toBe('ms');
+    const points = (duration?.dataPoints ?? []).map((p) => {
+      const { count, sum } = p.value as Histogram;
+      return { attributes: p.attributes, count, sum };
+    });
+    expect(points.map(({ attributes, count }) => ({ attributes, count }))).toEqual(
+      expect.arrayContaining([
+        { attributes: { 'rpc.method': '/test.Echo/Call', 'rpc.grpc.status_code': 'OK' }, count: 2 },
+        { attributes: { 'rpc.method': '/test.Echo/Call', 'rpc.grpc.status_code': 'NOT_FOUND' }, count: 1 },
+        { attributes: { 'rpc.method': '/test.Echo/Stream', 'rpc.grpc.status_code': 'OK' }, count: 1 },
+      ]),
+    );
+    expect(points).toHaveLength(3);
+    const notFound = points.find((p) => p.attributes['rpc.grpc.status_code'] === 'NOT_FOUND');
+    expect(notFound?.sum).toBeGreaterThanOrEqual(29);
   });
 });

@@ -1,4 +1,5 @@
 import { audit } from '@mcp/proto';
+import { trace } from '@opentelemetry/api';
 import {
   decodePageToken,
   encodePageToken,
@@ -63,7 +64,6 @@ const EXPORT_FORMATS: ReadonlyMap<audit.ExportFormat, ExportFormat> = new Map([
   [audit.ExportFormat.EXPORT_FORMAT_CSV, 'csv'],
 ]);
 
-/** Proto <-> domain for every RPC of mcp.audit.v1.AuditService. */
 /** Where an export stands: after this row, within the range fixed at its start. */
 interface ExportPosition {
   after: ChainCursor | undefined;
@@ -71,6 +71,7 @@ interface ExportPosition {
   total: number;
 }
 
+/** Proto <-> domain for every RPC of mcp.audit.v1.AuditService. */
 export class AuditHandlers {
   constructor(private readonly deps: AuditHandlerDeps) {}
 
@@ -83,6 +84,7 @@ export class AuditHandlers {
       const inserted = await this.deps.logs.insert(q, fresh);
       return { stored, inserted: new Map(inserted.map((r) => [eventKey(r.id, r.created_at), r.chain_seq])) };
     });
+    trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': events.length, 'mcp.batch.stored': positions.inserted.size });
     platformMetrics.rowsIngested('audit_logs', positions.inserted.size);
     const acks = events.map((e) => {
       const key = eventKey(e.id, e.createdAt);
@@ -157,23 +159,32 @@ export class AuditHandlers {
     });
     let cursor: ChainCursor | undefined = resumed?.after;
     let total = resumed?.total ?? 0;
-    for (let first = resumed === undefined; ; first = false) {
-      const rows = await inTransaction(this.deps.dataSource, ctx, (q) => this.deps.logs.inChainOrder(q, query, cursor, upTo, rowsPerChunk!), {
-        readAs: ctx.principal,
-      });
-      total += rows.length;
-      const last = rows.length < rowsPerChunk!;
-      const tail = rows[rows.length - 1];
-      if (tail) cursor = { seq: tail.chain_seq, id: tail.id };
-      const position: ExportPosition = { after: cursor, upTo, total };
-      await stream.write({
-        data: Buffer.from(encodeChunk(format!, rows.map(toExportRecord), first)),
-        rowCount: rows.length,
-        totalRows: last ? String(total) : '0',
-        last,
-        cursor: encodePageToken(position, scope),
-      });
-      if (last) return;
+    // What this call sent (a resumed export's earlier calls are on their own spans), also when it breaks off.
+    const sent = { rows: 0, chunks: 0 };
+    const span = trace.getActiveSpan();
+    try {
+      for (let first = resumed === undefined; ; first = false) {
+        const rows = await inTransaction(this.deps.dataSource, ctx, (q) => this.deps.logs.inChainOrder(q, query, cursor, upTo, rowsPerChunk!), {
+          readAs: ctx.principal,
+        });
+        total += rows.length;
+        const last = rows.length < rowsPerChunk!;
+        const tail = rows[rows.length - 1];
+        if (tail) cursor = { seq: tail.chain_seq, id: tail.id };
+        const position: ExportPosition = { after: cursor, upTo, total };
+        await stream.write({
+          data: Buffer.from(encodeChunk(format!, rows.map(toExportRecord), first)),
+          rowCount: rows.length,
+          totalRows: last ? String(total) : '0',
+          last,
+          cursor: encodePageToken(position, scope),
+        });
+        sent.rows += rows.length;
+        sent.chunks += 1;
+        if (last) return;
+      }
+    } finally {
+      span?.setAttributes({ 'mcp.stream.rows': sent.rows, 'mcp.stream.chunks': sent.chunks });
     }
   }
 
@@ -191,6 +202,7 @@ export class AuditHandlers {
       }
       return ids;
     });
+    trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': events.length, 'mcp.batch.stored': inserted.size });
     platformMetrics.rowsIngested('security_events', inserted.size);
     return {
       acks: events.map((e) => ({ id: e.id, alreadyStored: !inserted.has(e.id) })),
@@ -201,7 +213,7 @@ export class AuditHandlers {
 
   async listSecurityEvents(req: audit.ListSecurityEventsRequest, ctx: CallContext): Promise<audit.ListSecurityEventsResponse> {
     const v = new Violations();
-    const query = parseSecurityFilter(req.filter, v);
+    const query = parseSecurityFilter(req.filter, v, this.deps.limits);
     v.throwIfAny();
     const scope = { rpc: 'ListSecurityEvents', query };
     const cursor = req.pageToken ? decodePageToken<TimeCursor>(req.pageToken, scope) : undefined;
@@ -403,7 +415,7 @@ export function parseAuditFilter(filter: audit.AuditFilter | undefined, v: Viola
   };
 }
 
-function parseSecurityFilter(filter: audit.SecurityEventFilter | undefined, v: Violations): SecurityEventQuery {
+function parseSecurityFilter(filter: audit.SecurityEventFilter | undefined, v: Violations, limits: IngestLimits): SecurityEventQuery {
   if (!filter) return {};
   const severities = filter.severities.map((s, i) => v.enumValue(`filter.severities[${i}]`, s, SEVERITY_TO_DB) ?? '');
   const statuses = filter.statuses.map((s, i) => v.enumValue(`filter.statuses[${i}]`, s, STATUS_TO_DB) ?? '');
@@ -413,6 +425,10 @@ function parseSecurityFilter(filter: audit.SecurityEventFilter | undefined, v: V
   }
   const min = filter.minThreatScore;
   if (min !== undefined && !(min >= 0 && min <= 100)) v.add('filter.min_threat_score', 'must be from 0 to 100');
+  const indicators = v.json('filter.indicators_contain', filter.indicatorsContain, { maxBytes: limits.maxJsonBytes, maxDepth: limits.maxJsonDepth });
+  // Stored indicators are always objects: an array or scalar could never be contained in one.
+  const indicatorsIsObject = typeof indicators === 'object' && indicators !== null && !Array.isArray(indicators);
+  if (indicators !== undefined && !indicatorsIsObject) v.add('filter.indicators_contain', 'must be a JSON object');
   return {
     severities: severities.length > 0 ? severities : undefined,
     statuses: statuses.length > 0 ? statuses : undefined,
@@ -422,6 +438,7 @@ function parseSecurityFilter(filter: audit.SecurityEventFilter | undefined, v: V
     endTime: filter.endTime,
     minThreatScore: min,
     assignedTo: v.uuid('filter.assigned_to', filter.assignedTo),
+    indicatorsContain: indicatorsIsObject ? JSON.stringify(indicators) : undefined,
   };
 }
 

@@ -222,6 +222,8 @@ export interface SecurityEventQuery {
   minThreatScore?: number;
   statuses?: string[];
   assignedTo?: string;
+  /** JSON object text the event's indicators must contain (jsonb `@>`). */
+  indicatorsContain?: string;
 }
 
 const SECURITY_COLUMNS = `
@@ -272,6 +274,8 @@ export class SecurityEventRepository {
     if (query.minThreatScore !== undefined) c.add((p) => `s.threat_score >= ${p}`, query.minThreatScore);
     if (query.statuses?.length) c.add((p) => `s.status = ANY(${p}::text[])`, query.statuses);
     if (query.assignedTo) c.add((p) => `s.assigned_to = ${p}::uuid`, query.assignedTo);
+    // Containment, the operator idx_security_events_indicators (jsonb_path_ops) serves.
+    if (query.indicatorsContain) c.add((p) => `s.indicators @> ${p}::jsonb`, query.indicatorsContain);
     if (cursor) c.add((t, i) => `(s.occurred_at, s.id) < (${t}::timestamptz, ${i}::uuid)`, cursor.ts, cursor.id);
     const limitRef = c.param(limit);
     return q.query(

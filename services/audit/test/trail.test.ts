@@ -161,6 +161,28 @@ describe('SearchAuditLogs', () => {
     expect(await searchAll({ userIds: [bob.userId], resourceId: 'srv-1' })).toHaveLength(3);
   });
 
+  it('filters by server', async () => {
+    const [gateway, registry] = [crypto.randomUUID(), crypto.randomUUID()];
+    const at = (i: number) => new Date(Date.now() - 10_000 + i * 1000);
+    const { acks } = await h.call(
+      'recordAuditEvents',
+      {
+        events: [
+          { actionType: 'server.probe', createdAt: at(0), mcpServerId: gateway },
+          { actionType: 'server.probe', createdAt: at(1), mcpServerId: registry },
+          { actionType: 'server.probe', createdAt: at(2), mcpServerId: gateway },
+          { actionType: 'server.probe', createdAt: at(3) },
+        ],
+      },
+      { token: writer.token },
+    );
+    const onGateway = await searchAll({ mcpServerId: gateway }, auditor.token, 1);
+    expect(onGateway.map((r) => r.id)).toEqual([acks[2].id, acks[0].id]);
+    expect(onGateway.every((r) => r.mcpServerId === gateway)).toBe(true);
+    expect((await searchAll({ mcpServerId: registry }, auditor.token)).map((r) => r.id)).toEqual([acks[1].id]);
+    expect(await searchAll({ mcpServerId: crypto.randomUUID() }, auditor.token)).toEqual([]);
+  });
+
   it('full-text searches the description through the seed GIN index', async () => {
     const rows = await searchAll({ text: 'payment gateways restart' });
     expect(rows.map((r) => r.description).sort()).toEqual(

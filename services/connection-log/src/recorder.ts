@@ -1,10 +1,12 @@
 import type { connectionlog } from '@mcp/proto';
 import { trace } from '@opentelemetry/api';
-import { FailedPreconditionError, inTransaction, platformMetrics, uuidv7, type CallContext, type Redactor } from '@mcp/runtime';
-import type { DataSource } from 'typeorm';
+import { FailedPreconditionError, inTransaction, platformMetrics, sqlState, uuidv7, type CallContext, type Redactor } from '@mcp/runtime';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { IngestLimits } from '@mcp/runtime';
 import { parseEventBatch } from './events';
-import type { ConnectionLogRepository, KeyedEvent } from './repository';
+import type { ConnectionLogRepository, InsertedEvents, KeyedEvent } from './repository';
+
+const UNIQUE_VIOLATION = '23505';
 
 export interface RecordResult {
   acks: connectionlog.EventAck[];
@@ -36,10 +38,7 @@ export class EventRecorder {
       timestamp: e.timestamp ?? now,
     }));
 
-    const inserted = await inTransaction(this.dataSource, ctx, async (q) => {
-      await this.checkReferences(q, keyed);
-      return this.repository.insertEvents(q, keyed);
-    });
+    const inserted = await this.store(keyed, ctx);
     trace.getActiveSpan()?.setAttributes({ 'mcp.batch.size': keyed.length, 'mcp.batch.stored': inserted.count });
     platformMetrics.rowsIngested('agent_mcp_connection_logs', inserted.count);
 
@@ -49,6 +48,25 @@ export class EventRecorder {
       alreadyStored: !inserted.includes(e),
     }));
     return { acks, storedCount: inserted.count, duplicateCount: keyed.length - inserted.count };
+  }
+
+  /**
+   * COPY first (repository.copyNewEvents); a batch holding an event that is
+   * already stored (a retry) fails that with a unique violation and is redone
+   * with the INSERT that skips stored events and says which they were.
+   */
+  private async store(events: KeyedEvent[], ctx: CallContext): Promise<InsertedEvents> {
+    const attempt = (insert: (q: QueryRunner, events: KeyedEvent[]) => Promise<InsertedEvents>) =>
+      inTransaction(this.dataSource, ctx, async (q) => {
+        await this.checkReferences(q, events);
+        return insert(q, events);
+      });
+    try {
+      return await attempt((q, e) => this.repository.copyNewEvents(q, e));
+    } catch (err) {
+      if (sqlState(err) !== UNIQUE_VIOLATION) throw err;
+      return attempt((q, e) => this.repository.insertEvents(q, e));
+    }
   }
 
   /** Names every event whose connection or creator does not exist, instead of one opaque FK error. */

@@ -95,6 +95,19 @@ describe('RecordEvents', () => {
     expect(await countLogs(h)).toBe(before + 3);
   });
 
+  it('stores a batch sent twice at once exactly once, and each caller is told the truth', async () => {
+    const at = new Date();
+    const batch = Array.from({ length: 50 }, () => event({ id: crypto.randomUUID(), timestamp: at }));
+    const before = await countLogs(h);
+    const results = await Promise.all([1, 2, 3].map(() => h.call('recordEvents', { events: batch })));
+    expect(results.map((r) => r.storedCount).reduce((a, b) => a + b)).toBe(50);
+    for (const r of results) {
+      expect(r.storedCount + r.duplicateCount).toBe(50);
+      expect(r.acks.filter((a) => !a.alreadyStored)).toHaveLength(r.storedCount);
+    }
+    expect(await countLogs(h)).toBe(before + 50);
+  });
+
   it('masks secrets in JSON and free text before they reach the table', async () => {
     const { acks } = await h.call('recordEvents', {
       events: [
@@ -117,11 +130,19 @@ describe('RecordEvents', () => {
     expect(stored).toContain('[REDACTED]');
   });
 
-  it('stores SQL-looking and shell-looking strings literally', async () => {
+  it('stores SQL-looking, shell-looking and COPY-format-looking strings literally', async () => {
     const nasty = `'); DROP TABLE agent_mcp_connection_logs; -- $(rm -rf /) \`id\` "quoted" \\ back`;
-    const { acks } = await h.call('recordEvents', { events: [event({ eventDetails: nasty, sessionId: "' OR 1=1 --" })] });
-    const { rows } = await h.pg.query('SELECT event_details, session_id FROM agent_mcp_connection_logs WHERE id = $1', [acks[0].id]);
-    expect(rows[0]).toEqual({ event_details: nasty, session_id: "' OR 1=1 --" });
+    // What the COPY text format gives meaning to: tabs, line ends, backslash escapes, \N (NULL) and \. (end of data).
+    const copyLike = 'tab\tnew\nline\r\nend \\N \\. \\t \\\\ \N';
+    const json = JSON.stringify({ path: 'C:\\temp\\n', text: 'a\tb\nc', marker: '\\.' });
+    const { acks } = await h.call('recordEvents', {
+      events: [event({ eventDetails: nasty, sessionId: "' OR 1=1 --", userAgent: copyLike, requestData: json })],
+    });
+    const { rows } = await h.pg.query(
+      'SELECT event_details, session_id, user_agent, request_data FROM agent_mcp_connection_logs WHERE id = $1',
+      [acks[0].id],
+    );
+    expect(rows[0]).toEqual({ event_details: nasty, session_id: "' OR 1=1 --", user_agent: copyLike, request_data: JSON.parse(json) });
   });
 });
 

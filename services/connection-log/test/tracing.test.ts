@@ -80,7 +80,7 @@ describe('tracing', () => {
     };
     const sqlSpans = receiver.spans.filter((s) => s.traceId === clientSpan!.traceId && s.service === 'connection-log' && s.kind === CLIENT && /^pg\./.test(s.name));
     expect(sqlSpans.length).toBeGreaterThan(0);
-    expect(sqlSpans.some((s) => s.name.includes('INSERT') || s.attributes?.some((a) => a.value.stringValue?.includes('INSERT INTO agent_mcp_connection_logs')))).toBe(true);
+    expect(sqlSpans.some((s) => s.attributes?.some((a) => /^(COPY|INSERT INTO) agent_mcp_connection_logs/.test(a.value.stringValue ?? '')))).toBe(true);
     expect(sqlSpans.every(underServer)).toBe(true);
 
     expect(receiver.spans.filter((s) => /Health|Check|Reflection/.test(s.name))).toEqual([]);

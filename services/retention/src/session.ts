@@ -1,16 +1,9 @@
-import type { CallContext } from '@mcp/runtime';
+import { sqlState, type CallContext } from '@mcp/runtime';
 import type { DataSource, QueryRunner } from 'typeorm';
 
 /** Longest a DDL statement of a run waits for a lock on a live table before giving way and retrying. */
 export const LOCK_TIMEOUT_MS = 500;
 const LOCK_ATTEMPTS = 6;
-
-/** SQLSTATE of a pg error, also when TypeORM wraps it. */
-export function sqlState(err: unknown): string | undefined {
-  const e = err as { code?: unknown; driverError?: { code?: unknown } };
-  const code = e?.driverError?.code ?? e?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 /**
  * The wal_compression a run's transactions use. Nearly all the WAL a run

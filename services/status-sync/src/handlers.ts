@@ -1,4 +1,5 @@
 import { statussync } from '@mcp/proto';
+import { trace } from '@opentelemetry/api';
 import {
   decodePageToken,
   encodePageToken,
@@ -208,6 +209,8 @@ export class StatusSyncHandlers {
       syncSessionId: r.syncSessionId ?? syncSessionId,
     }));
     v.throwIfAny();
+    const span = trace.getActiveSpan();
+    span?.setAttribute('mcp.batch.size', reports.length);
     const { rows, alreadyRecorded } = await this.deps.reporter.record(
       {
         reports,
@@ -231,6 +234,8 @@ export class StatusSyncHandlers {
       },
       ctx,
     );
+    // A retry answers with the rows of the first call and stores none.
+    span?.setAttribute('mcp.batch.stored', alreadyRecorded ? 0 : rows.length);
     return { entries: rows.map(toLogEntry), alreadyRecorded };
   }
 
@@ -267,6 +272,8 @@ export class StatusSyncHandlers {
    */
   async heartbeatBatch(req: statussync.HeartbeatBatchRequest, ctx: CallContext): Promise<statussync.HeartbeatBatchResponse> {
     const beats = parseHeartbeatBatch(req, this.deps.limits, this.deps.redactor);
+    const span = trace.getActiveSpan();
+    span?.setAttribute('mcp.batch.size', beats.length);
     const inIdOrder = [...beats].sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
     const { steady, outcomes } = await inTransaction(this.deps.dataSource, ctx, async (q) => {
       const applied = await this.deps.status.steadyHeartbeats(q, inIdOrder, this.deps.heartbeatSnapshotIntervalSeconds);
@@ -275,6 +282,11 @@ export class StatusSyncHandlers {
       return { steady: steadyByServer, outcomes: rest.length > 0 ? await this.recordHeartbeats(q, rest, ctx) : new Map<string, HeartbeatOutcome>() };
     });
     countCommitted(outcomes.values());
+    const decided = [...outcomes.values()];
+    span?.setAttributes({
+      'mcp.batch.stored': decided.filter((o) => o.row).length,
+      'mcp.batch.transitions': decided.filter((o) => o.transition).length,
+    });
     const unknownServerIndexes: number[] = [];
     const results = beats.map((b, i) => {
       const applied = steady.get(b.serverId);

@@ -52,6 +52,41 @@ describe('Heartbeat', () => {
     expect(audits[0].n).toBe(2);
   });
 
+  it('moves last-seen and the current metrics with every beat, single or batched, steady or not', async () => {
+    const { serverId } = await createServer(h, 'beat-last-seen');
+    // Timestamps as text: a Date would drop the microseconds that tell two quick beats apart.
+    const lastSeen = async () =>
+      (
+        await h.pg.query(
+          `SELECT last_heartbeat_at::text AS heartbeat, last_activity_at::text AS activity,
+                  cpu_usage::float8 AS cpu, memory_usage::float8 AS memory
+             FROM mcp_servers WHERE id = $1`,
+          [serverId],
+        )
+      ).rows[0];
+    const expectMoved = async (beat: (metrics: { cpuUsage: number; memoryUsage: number }) => Promise<unknown>, cpu: number, memory: number) => {
+      const before = await lastSeen();
+      await beat({ cpuUsage: cpu, memoryUsage: memory });
+      const { rows } = await h.pg.query(
+        `SELECT last_heartbeat_at > coalesce($2::timestamptz, '-infinity') AS heartbeat,
+                last_activity_at > coalesce($3::timestamptz, '-infinity') AS activity
+           FROM mcp_servers WHERE id = $1`,
+        [serverId, before.heartbeat, before.activity],
+      );
+      expect(rows[0]).toEqual({ heartbeat: true, activity: true });
+      expect(await lastSeen()).toMatchObject({ cpu, memory });
+    };
+    expect(await lastSeen()).toEqual({ heartbeat: null, activity: null, cpu: null, memory: null });
+    const single = (health: statussync.ServerHealth) => (metrics: object) => h.call('heartbeat', { serverId, state: RUNNING, health, ...metrics });
+    const batched = (health: statussync.ServerHealth) => (metrics: object) =>
+      h.call('heartbeatBatch', { heartbeats: [{ serverId, state: RUNNING, health, ...metrics }] });
+    await expectMoved(single(HEALTHY), 12.5, 256); // a transition
+    await expectMoved(single(HEALTHY), 20.25, 300); // steady
+    await expectMoved(batched(HEALTHY), 30, 310.75); // steady
+    await expectMoved(batched(DEGRADED), 40, 320); // a transition
+    expect(await countLogs(h, serverId)).toBe(2);
+  });
+
   it('decides a transition once when many beats race for it', async () => {
     const { serverId } = await createServer(h, 'beat-race');
     await h.call('heartbeat', { serverId, state: RUNNING, health: HEALTHY });

@@ -109,7 +109,14 @@ describe('ListServerHealthHistory', () => {
 describe('GetServerDashboard', () => {
   it("returns exactly seed 004's dashboard query for an owner, paged, never-active servers first", async () => {
     const owner = a.ownerId;
-    for (let i = 0; i < 5; i++) await h.call('upsertServer', { server: { name: `dash-${i}`, ownerId: owner, isEnabled: i !== 3 } });
+    const dash: string[] = [];
+    for (let i = 0; i < 5; i++) dash.push((await h.call('upsertServer', { server: { name: `dash-${i}`, ownerId: owner, isEnabled: i !== 3 } })).server!.id);
+    // Metrics and a health check for two of them (a beat with a health is one), through the service.
+    const { SERVER_HEALTH_HEALTHY: HEALTHY } = statussync.ServerHealth;
+    await h.call('heartbeat', { serverId: dash[0], health: HEALTHY, cpuUsage: 12.5, memoryUsage: 512.25 });
+    await h.call('heartbeatBatch', { heartbeats: [{ serverId: dash[2], health: HEALTHY, cpuUsage: 80, memoryUsage: 1024 }] });
+    await new Promise((r) => setTimeout(r, 50)); // the health checks are measurably in the past
+    const queriedAt = Date.now();
     const { rows } = await h.pg.query(
       `SELECT s.name, s.status, s.cpu_usage, s.memory_usage,
               EXTRACT(EPOCH FROM (NOW() - s.last_health_check)) / 60 as minutes_since_health_check
@@ -119,9 +126,29 @@ describe('GetServerDashboard', () => {
     const got = await pages((pageToken) =>
       h.call('getServerDashboard', { ownerId: owner, pageSize: 2, pageToken }).then((r) => ({ items: r.servers, next: r.nextPageToken })),
     );
-    expect(got.map((g) => g.name)).toEqual(rows.map((r) => r.name));
+    const elapsedMinutes = (Date.now() + 1 - queriedAt) / 60_000; // + 1: Date.now() drops the sub-millisecond part
+    const number = (value: string | null) => (value === null ? null : Number(value));
+    expect(got.map((g) => [g.name, statussync.serverStateToJSON(g.state), g.cpuUsage ?? null, g.memoryUsage ?? null])).toEqual(
+      rows.map((r) => [r.name, `SERVER_STATE_${r.status}`, number(r.cpu_usage), number(r.memory_usage)]),
+    );
     expect(got).toHaveLength(5); // query-a-server and four enabled dash-* servers
-    expect(got[got.length - 1]).toMatchObject({ name: 'query-a-server', state: statussync.ServerState.SERVER_STATE_ERROR }) // its last report (i = 22);
+    expect(got.filter((g) => g.cpuUsage !== undefined).map((g) => [g.name, g.cpuUsage, g.memoryUsage])).toEqual([
+      ['dash-2', 80, 1024],
+      ['dash-0', 12.5, 512.25],
+    ]);
+    // The seed query's NOW() is its own: the service's, read a little later, is at most that much further on.
+    for (const [i, g] of got.entries()) {
+      const seed = number(rows[i].minutes_since_health_check);
+      if (seed === null) {
+        expect(g.minutesSinceHealthCheck, g.name).toBeUndefined();
+        continue;
+      }
+      expect(seed, g.name).toBeGreaterThan(0);
+      expect(g.minutesSinceHealthCheck! - seed, g.name).toBeGreaterThanOrEqual(0);
+      expect(g.minutesSinceHealthCheck! - seed, g.name).toBeLessThanOrEqual(elapsedMinutes);
+    }
+    expect(got.filter((g) => g.minutesSinceHealthCheck !== undefined).map((g) => g.name)).toEqual(['dash-2', 'dash-0']);
+    expect(got[got.length - 1]).toMatchObject({ name: 'query-a-server', state: statussync.ServerState.SERVER_STATE_ERROR }); // its last report (i = 22)
     expect(got[got.length - 1].minutesSinceHealthCheck).toBeUndefined(); // reports without a health check result
   });
 

@@ -6,6 +6,7 @@ import { Security1735689600004 } from './1735689600004-security';
 import { StatusSync1735689600005 } from './1735689600005-status-sync';
 import { AuditIntegrity1735689600006 } from './1735689600006-audit-integrity';
 import { Retention1735689600007 } from './1735689600007-retention';
+import { SecurityEventIndicators1735689600008 } from './1735689600008-security-event-indicators';
 
 /** Every migration, oldest first. New migrations are appended here and nowhere else. */
 export const migrations = [
@@ -17,4 +18,5 @@ export const migrations = [
   StatusSync1735689600005,
   AuditIntegrity1735689600006,
   Retention1735689600007,
+  SecurityEventIndicators1735689600008,
 ];
