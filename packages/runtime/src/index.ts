@@ -74,7 +74,21 @@ export {
 export { checkHealth, waitForHealth, waitForServing, type HealthStatus } from './health-client';
 export { hasPermission, PERMISSIONS, type Permission, type Principal } from './auth/principal';
 export { AUTH_CHANGES_CHANNEL, PlatformGuard, SYSTEM_USER_ID, UnauthenticatedDevGuard, peerAddress } from './auth/guard';
-export { ensureUser, findUser, grantRole, issueApiKey, provisionPrincipal, recordAdminAction, revokeApiKey, revokeRole, type IssuedKey } from './auth/admin';
+export {
+  createRole,
+  deleteRole,
+  ensureUser,
+  findUser,
+  grantRole,
+  issueApiKey,
+  provisionPrincipal,
+  recordAdminAction,
+  revokeApiKey,
+  revokeRole,
+  type CustomRole,
+  type IssuedKey,
+  type RoleDeletion,
+} from './auth/admin';
 export { generateApiKey, hashApiKey } from './auth/api-keys';
 export { recordAudit, type AuditEntry } from './audit-trail';
 export { platformMetrics } from './metrics';

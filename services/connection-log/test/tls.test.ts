@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixture, startHarness, type Fixture, type Harness } from './harness';
 
@@ -59,7 +60,40 @@ function record(credentials: grpc.ChannelCredentials, metadata = new grpc.Metada
   );
 }
 
+/** A bare TLS handshake with the service: the protocol agreed, or the error that ended it. */
+function handshake(version: tls.SecureVersion): Promise<{ protocol: string | null } | { error: NodeJS.ErrnoException }> {
+  const [host, port] = h.address.split(':');
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host,
+      port: Number(port),
+      ca: read('ca.crt'),
+      key: read('client.key'),
+      cert: read('client.crt'),
+      ALPNProtocols: ['h2'],
+      minVersion: 'TLSv1',
+      maxVersion: version,
+      // OpenSSL's default security level refuses TLS < 1.2 on this side already; lower it so the refusal is the server's.
+      ciphers: 'DEFAULT@SECLEVEL=0',
+    });
+    socket.once('secureConnect', () => {
+      resolve({ protocol: socket.getProtocol() });
+      socket.destroy();
+    });
+    socket.once('error', (error) => resolve({ error }));
+  });
+}
+
 describe('TLS and mutual TLS', () => {
+  it('refuses TLS 1.0 and 1.1 clients with a protocol_version alert, accepts TLS 1.2', async () => {
+    for (const old of ['TLSv1', 'TLSv1.1'] as const) {
+      const outcome = await handshake(old);
+      // protocol_version (alert 70) is the server's version floor: a Node server without one fails this client later, with internal_error.
+      expect('error' in outcome && outcome.error.code).toBe('ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    }
+    expect(await handshake('TLSv1.2')).toEqual({ protocol: 'TLSv1.2' });
+  });
+
   it('a client certificate authenticates the service account it names, with no API key', async () => {
     const mtls = grpc.credentials.createSsl(read('ca.crt'), read('client.key'), read('client.crt'));
     expect(await record(mtls)).toBe('OK');

@@ -1,4 +1,15 @@
-import { ensureUser, findUser, grantRole, issueApiKey, recordAdminAction, revokeApiKey, revokeRole } from '@mcp/runtime';
+import {
+  createRole,
+  deleteRole,
+  ensureUser,
+  findUser,
+  grantRole,
+  issueApiKey,
+  PERMISSIONS,
+  recordAdminAction,
+  revokeApiKey,
+  revokeRole,
+} from '@mcp/runtime';
 import * as os from 'node:os';
 import { Client } from 'pg';
 import { UsageError, type ParsedOptions } from '../args';
@@ -44,7 +55,7 @@ export const adminUserCreate: Command = {
     username: { type: 'string', value: '<name>', description: 'unique username (a service account: its certificate CN for mTLS)', required: true },
     email: { type: 'string', value: '<email>', description: 'email address', required: true },
     'full-name': { type: 'string', value: '<text>', description: 'display name' },
-    role: { type: 'string', value: '<role>', description: 'admin|service|viewer|retention_operator|auditor (repeatable)', repeatable: true },
+    role: { type: 'string', value: '<role>', description: 'admin|service|viewer|retention_operator|auditor, or a custom role', repeatable: true },
   },
   async run(opts, ctx, usage) {
     const result = await inAdminTransaction(usage, async (db, operator) => {
@@ -92,6 +103,75 @@ function roleCommand(grant: boolean): Command {
 }
 export const adminRoleGrant = roleCommand(true);
 export const adminRoleRevoke = roleCommand(false);
+
+/** The roles table's own CHECK on names, checked first for a precise message. */
+const ROLE_NAME = /^[a-z][a-z0-9_]{1,62}$/;
+
+function roleName(opts: ParsedOptions, usage: string): string {
+  const name = opts.string('name')!;
+  if (!ROLE_NAME.test(name)) throw new UsageError(`--name: expected 2-63 characters a-z, 0-9 and _, starting with a letter (got "${name}")`, usage);
+  return name;
+}
+
+export const adminRoleCreate: Command = {
+  name: 'admin role create',
+  summary: 'Defines a custom role: its permissions, plus every permission of its parent role.',
+  details: [`permissions: ${PERMISSIONS.join(', ')}`],
+  options: {
+    name: { type: 'string', value: '<role>', description: 'the new role (a-z, 0-9, _)', required: true },
+    permissions: { type: 'string', value: '<p,p,...>', description: 'comma-separated permissions, e.g. connection_logs:write,status:read', required: true },
+    parent: { type: 'string', value: '<role>', description: 'a role to inherit every permission from, e.g. viewer' },
+    description: { type: 'string', value: '<text>', description: 'what the role is for' },
+  },
+  async run(opts, ctx, usage) {
+    const name = roleName(opts, usage);
+    const permissions = [...new Set(opts.string('permissions')!.split(',').map((p) => p.trim()).filter((p) => p !== ''))];
+    if (permissions.length === 0) throw new UsageError('--permissions: give at least one permission', usage);
+    const unknown = permissions.filter((p) => !(PERMISSIONS as readonly string[]).includes(p));
+    if (unknown.length > 0) throw new UsageError(`--permissions: unknown ${unknown.join(', ')} (one of ${PERMISSIONS.join(', ')})`, usage);
+    const parent = opts.string('parent');
+    await inAdminTransaction(usage, async (db, operator) => {
+      if (parent !== undefined && (await db.query('SELECT 1 FROM roles WHERE name = $1', [parent])).rowCount === 0) {
+        throw new UsageError(`--parent: no role "${parent}"`, usage);
+      }
+      if (!(await createRole(db, { name, permissions, parent, description: opts.string('description') }))) {
+        throw new UsageError(`--name: a role "${name}" exists already`, usage);
+      }
+      await recordAdminAction(db, {
+        action: 'identity.role_create',
+        resourceType: 'role',
+        resourceId: name,
+        description: `role ${name} [${permissions.join(', ')}]${parent ? ` inheriting ${parent}` : ''} created by ${operator} (mcpctl admin)`,
+      });
+    });
+    if (ctx.json) return printJson({ name, permissions, parent: parent ?? null });
+    console.log(`role ${name}: ${permissions.join(', ')}${parent ? `, and everything ${parent} may do` : ''}`);
+  },
+};
+
+export const adminRoleDelete: Command = {
+  name: 'admin role delete',
+  summary: 'Deletes a custom role and revokes it from everyone who has it.',
+  options: { name: { type: 'string', value: '<role>', description: 'the custom role', required: true } },
+  async run(opts, ctx, usage) {
+    const name = roleName(opts, usage);
+    const result = await inAdminTransaction(usage, async (db, operator) => {
+      const deletion = await deleteRole(db, name);
+      if (deletion.outcome === 'missing') throw new UsageError(`--name: no role "${name}"`, usage);
+      if (deletion.outcome === 'system') throw new UsageError(`--name: ${name} is a system role`, usage);
+      if (deletion.outcome === 'inherited') throw new UsageError(`--name: ${name} is the parent of ${deletion.by.join(', ')}; delete those first`, usage);
+      await recordAdminAction(db, {
+        action: 'identity.role_delete',
+        resourceType: 'role',
+        resourceId: name,
+        description: `role ${name} deleted, revoked from ${deletion.revokedGrants} user(s), by ${operator} (mcpctl admin)`,
+      });
+      return deletion;
+    });
+    if (ctx.json) return printJson({ name, revokedGrants: result.revokedGrants });
+    console.log(`role ${name} deleted (revoked from ${result.revokedGrants} user(s))`);
+  },
+};
 
 export const adminKeyCreate: Command = {
   name: 'admin key create',

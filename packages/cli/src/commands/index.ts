@@ -1,4 +1,4 @@
-import { adminKeyCreate, adminKeyList, adminKeyRevoke, adminRoleGrant, adminRoleRevoke, adminUserCreate } from './admin';
+import { adminKeyCreate, adminKeyList, adminKeyRevoke, adminRoleCreate, adminRoleDelete, adminRoleGrant, adminRoleRevoke, adminUserCreate } from './admin';
 import type { Command } from './common';
 import { demo } from './demo';
 import { eventsList, eventsRecord, eventsTail } from './events';
@@ -20,6 +20,8 @@ export const COMMANDS: Command[] = [
   activity,
   health,
   adminUserCreate,
+  adminRoleCreate,
+  adminRoleDelete,
   adminRoleGrant,
   adminRoleRevoke,
   adminKeyCreate,

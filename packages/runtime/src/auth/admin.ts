@@ -33,6 +33,48 @@ export async function revokeRole(db: Db, userId: string, role: string): Promise<
   await db.query('DELETE FROM user_roles WHERE user_id = $1 AND role = $2', [userId, role]);
 }
 
+export interface CustomRole {
+  name: string;
+  /** Permissions of its own (see PERMISSIONS); it also has every permission of its parent, transitively. */
+  permissions: string[];
+  parent?: string;
+  description?: string;
+}
+
+/** Defines a custom (non-system) role. Returns false when a role of that name exists already (it is left as it is). */
+export async function createRole(db: Db, role: CustomRole): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO roles (name, description, permissions, is_system_role, parent_role) VALUES ($1, $2, $3::jsonb, false, $4)
+     ON CONFLICT (name) DO NOTHING`,
+    [role.name, role.description ?? null, JSON.stringify(role.permissions), role.parent ?? null],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export type RoleDeletion =
+  | { outcome: 'deleted'; revokedGrants: number }
+  | { outcome: 'missing' }
+  | { outcome: 'system' }
+  | { outcome: 'inherited'; by: string[] };
+
+/** Deletes a custom role and every grant of it; system roles and roles others inherit from stay. */
+export async function deleteRole(db: Db, name: string): Promise<RoleDeletion> {
+  const { rows } = await db.query(
+    `SELECT is_system_role AS system,
+            ARRAY(SELECT c.name FROM roles c WHERE c.parent_role = r.name ORDER BY c.name) AS children,
+            (SELECT count(*)::int FROM user_roles ur WHERE ur.role = r.name) AS grants
+       FROM roles r WHERE r.name = $1 FOR UPDATE`,
+    [name],
+  );
+  const role = rows[0] as { system: boolean; children: string[]; grants: number } | undefined;
+  if (!role) return { outcome: 'missing' };
+  if (role.system) return { outcome: 'system' };
+  if (role.children.length > 0) return { outcome: 'inherited', by: role.children };
+  // Its grants go with it (user_roles.role ON DELETE CASCADE).
+  await db.query('DELETE FROM roles WHERE name = $1', [name]);
+  return { outcome: 'deleted', revokedGrants: role.grants };
+}
+
 export async function issueApiKey(
   db: Db,
   request: { userId: string; name: string; expiresAt?: Date; createdBy?: string },

@@ -99,10 +99,15 @@ export class IdentityStore {
     return row;
   }
 
+  /**
+   * An address has one IP row: its request limit, if an operator set one, and
+   * its lockout. A row made here only locks: block_on_exceed false, so its
+   * requests_limit (the failure threshold that tripped) never refuses a call.
+   */
   async lockAddress(address: string, lockoutSeconds: number, threshold: number, windowSeconds: number, service: string): Promise<void> {
     await this.ds.query(
       `INSERT INTO rate_limits (scope, ip_address, requests_limit, window_seconds, block_on_exceed, block_duration_seconds, blocked_until)
-       VALUES ('IP', $1, $2, $3, true, $4::int, now() + make_interval(secs => $4::int))
+       VALUES ('IP', $1, $2, $3, false, $4::int, now() + make_interval(secs => $4::int))
        ON CONFLICT (ip_address) WHERE scope = 'IP' AND endpoint IS NULL
        DO UPDATE SET blocked_until = EXCLUDED.blocked_until, is_active = true`,
       [address, threshold, windowSeconds, lockoutSeconds],

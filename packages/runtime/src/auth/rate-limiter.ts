@@ -8,13 +8,17 @@ export interface RateLimit {
 }
 
 interface Override extends RateLimit {
-  scope: 'GLOBAL' | 'USER' | 'ENDPOINT' | 'USER_ENDPOINT';
+  scope: 'GLOBAL' | 'USER' | 'ENDPOINT' | 'USER_ENDPOINT' | 'IP';
   userId: string | null;
   endpoint: string | null;
+  /** host(ip_address) of an IP row naming one host. */
+  address: string | null;
 }
 
+type PrincipalScope = Exclude<Override['scope'], 'IP'>;
+
 /** Most specific first: a per-user-and-method row beats a per-user row beats a per-method row beats a global one. */
-const SPECIFICITY = { USER_ENDPOINT: 0, USER: 1, ENDPOINT: 2, GLOBAL: 3 } as const;
+const SPECIFICITY: Record<PrincipalScope, number> = { USER_ENDPOINT: 0, USER: 1, ENDPOINT: 2, GLOBAL: 3 };
 const OVERRIDES_TTL_MS = 10_000;
 /** Address lockouts are re-read at least this often (and at once after an auth-table change). */
 const LOCKOUTS_TTL_MS = 1_000;
@@ -32,7 +36,7 @@ export const LOCAL_SHARE_OF_ROOM = 0.1;
 /** How often (in flushes) a replica deletes counter windows nobody will read again. */
 const CLEANUP_EVERY_FLUSHES = 1_000;
 
-/** One counter window of one bucket (principal and method), as this replica knows it. */
+/** One counter window of one bucket (principal and method, or address), as this replica knows it. */
 interface WindowCount {
   bucket: string;
   windowStart: number;
@@ -48,6 +52,13 @@ interface WindowCount {
   sending: number;
 }
 
+/** Where one admitted call was counted, so that it can be given back. */
+interface CountedHit {
+  bucket: string;
+  windowStart: number;
+  windowMs: number;
+}
+
 interface CountRow {
   bucket: string;
   windowStart: number;
@@ -61,7 +72,9 @@ interface CountRow {
  * overlaps the sliding window; the counts live in PostgreSQL
  * (`rate_limit_windows`, one row per bucket and window). Limits come from
  * `rate_limits` rows (per user, per method, or both) and default to the
- * config's requests_per_minute.
+ * config's requests_per_minute. A call also counts against its client
+ * address when a `rate_limits` row of scope IP names that address (for every
+ * method, or for one): one bucket per address, whoever the principal.
  *
  * Counting is batched: a call far from its limit is decided from the
  * last-read shared count plus this replica's own unsent hits, and the hits of
@@ -94,18 +107,32 @@ export class RateLimiter {
   }
 
   async admit(userId: string, method: string, address: string | null): Promise<void> {
-    const limit = await this.limitFor(userId, method);
+    await this.loadOverrides();
     await this.refuseLockedAddress(address);
+    const principalHit = await this.take(`${userId}|${method}`, this.limitFor(userId, method), `for ${method}`);
+    const addressLimit = address === null ? undefined : this.addressLimitFor(address, method);
+    if (!addressLimit) return;
+    try {
+      await this.take(addressLimit.bucket, addressLimit, `for calls from ${address}`);
+    } catch (err) {
+      // Refused (or not counted) by its address: the call uses up none of its principal's quota either.
+      this.giveBack(principalHit);
+      throw err;
+    }
+  }
+
+  /** Counts one call in `bucket`, or refuses it (RESOURCE_EXHAUSTED with a retry delay) without counting it. */
+  private async take(bucket: string, limit: RateLimit, subject: string): Promise<CountedHit> {
     const windowMs = limit.windowSeconds * 1000;
     const now = Date.now();
     const windowStart = Math.floor(now / windowMs) * windowMs;
-    const bucket = `${userId}|${method}`;
+    const hit = { bucket, windowStart, windowMs };
     const w = this.window(bucket, windowStart, windowMs);
     const overlap = 1 - (now - windowStart) / windowMs;
     if (!limit.blockOnExceed || (now - w.readAt < SHARED_COUNT_TTL_MS && this.decidesAlone(w, overlap, limit.requests))) {
       w.pending += 1;
       this.scheduleFlush();
-      return;
+      return hit;
     }
     // Near the limit (or nothing read yet): add this hit with everything pending, and decide on the count read back.
     w.pending += 1;
@@ -116,7 +143,7 @@ export class RateLimiter {
     });
     const row = counts.find((c) => c.bucket === bucket && c.windowStart === windowStart)!;
     const estimate = row.current + row.previous * overlap;
-    if (estimate <= limit.requests) return;
+    if (estimate <= limit.requests) return hit;
     // A refused call does not use up quota.
     await this.ds.query(
       'UPDATE rate_limit_windows SET hits = hits - 1 WHERE bucket = $1 AND window_start = to_timestamp($2::float8 / 1000)',
@@ -124,10 +151,13 @@ export class RateLimiter {
     );
     w.shared -= 1;
     const retryAfterMs = Math.max(1, Math.ceil(this.resumeAt(row.current, row.previous, limit.requests, windowStart, windowMs) - now));
-    throw new ResourceExhaustedError(
-      `rate limit of ${limit.requests} requests per ${limit.windowSeconds}s exceeded for ${method}`,
-      retryAfterMs,
-    );
+    throw new ResourceExhaustedError(`rate limit of ${limit.requests} requests per ${limit.windowSeconds}s exceeded ${subject}`, retryAfterMs);
+  }
+
+  /** Uncounts an admitted hit: a negative pending hit, sent with the next flush (the window is re-created if it was forgotten). */
+  private giveBack(hit: CountedHit): void {
+    this.window(hit.bucket, hit.windowStart, hit.windowMs).pending -= 1;
+    this.scheduleFlush();
   }
 
   /**
@@ -136,7 +166,7 @@ export class RateLimiter {
    * flush (and the caller that needed the count gets the error).
    */
   async flush(mustInclude?: WindowCount): Promise<CountRow[]> {
-    const batch = [...this.windows.values()].filter((w) => w.pending > 0 || w === mustInclude);
+    const batch = [...this.windows.values()].filter((w) => w.pending !== 0 || w === mustInclude);
     if (batch.length === 0) return [];
     const sent = batch.map((w) => w.pending);
     batch.forEach((w, i) => {
@@ -261,20 +291,34 @@ export class RateLimiter {
     return windowStart + windowMs + fraction * windowMs;
   }
 
-  private async limitFor(userId: string, method: string): Promise<RateLimit> {
-    if (Date.now() - this.overridesLoadedAt > OVERRIDES_TTL_MS) {
-      this.overrides = await this.ds.query(
-        `SELECT scope, user_id AS "userId", endpoint, requests_limit AS requests, window_seconds AS "windowSeconds",
-                block_on_exceed AS "blockOnExceed"
-           FROM rate_limits WHERE is_active AND scope IN ('GLOBAL', 'USER', 'ENDPOINT', 'USER_ENDPOINT')`,
-      );
-      this.overridesLoadedAt = Date.now();
-    }
+  private async loadOverrides(): Promise<void> {
+    if (Date.now() - this.overridesLoadedAt <= OVERRIDES_TTL_MS) return;
+    // An IP row limits one host: a network (masklen below the full width) matches no caller.
+    this.overrides = await this.ds.query(
+      `SELECT scope, user_id AS "userId", endpoint,
+              CASE WHEN masklen(ip_address) = CASE family(ip_address) WHEN 4 THEN 32 ELSE 128 END THEN host(ip_address) END AS address,
+              requests_limit AS requests, window_seconds AS "windowSeconds", block_on_exceed AS "blockOnExceed"
+         FROM rate_limits WHERE is_active`,
+    );
+    this.overridesLoadedAt = Date.now();
+  }
+
+  private limitFor(userId: string, method: string): RateLimit {
     const matching = this.overrides
+      .filter((o): o is Override & { scope: PrincipalScope } => o.scope !== 'IP')
       .filter((o) => (o.userId === null || o.userId === userId) && (o.endpoint === null || o.endpoint === method))
       .filter((o) => (o.scope.includes('USER') ? o.userId === userId : true) && (o.scope.includes('ENDPOINT') ? o.endpoint === method : true))
       .sort((a, b) => SPECIFICITY[a.scope] - SPECIFICITY[b.scope]);
     return matching[0] ?? this.defaultLimit;
+  }
+
+  /** The address's own limit, if a row names it: for this method beats for every method; each has its own bucket. */
+  private addressLimitFor(address: string, method: string): (RateLimit & { bucket: string }) | undefined {
+    const row =
+      this.overrides.find((o) => o.scope === 'IP' && o.address === address && o.endpoint === method) ??
+      this.overrides.find((o) => o.scope === 'IP' && o.address === address && o.endpoint === null);
+    if (!row) return undefined;
+    return { ...row, bucket: row.endpoint === null ? `ip:${address}` : `ip:${address}|${method}` };
   }
 }
 
