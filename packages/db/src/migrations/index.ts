@@ -7,6 +7,7 @@ import { StatusSync1735689600005 } from './1735689600005-status-sync';
 import { AuditIntegrity1735689600006 } from './1735689600006-audit-integrity';
 import { Retention1735689600007 } from './1735689600007-retention';
 import { SecurityEventIndicators1735689600008 } from './1735689600008-security-event-indicators';
+import { ConcurrentSessionLimit1735689600009 } from './1735689600009-concurrent-session-limit';
 
 /** Every migration, oldest first. New migrations are appended here and nowhere else. */
 export const migrations = [
@@ -19,4 +20,5 @@ export const migrations = [
   AuditIntegrity1735689600006,
   Retention1735689600007,
   SecurityEventIndicators1735689600008,
+  ConcurrentSessionLimit1735689600009,
 ];
