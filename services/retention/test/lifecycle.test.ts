@@ -1,9 +1,8 @@
 import { freePort } from '@mcp/db';
 import { freshDatabase, type TestDatabase } from '@mcp/db/testing';
 import { provisionPrincipal, waitForServing } from '@mcp/runtime';
+import { startOtlpReceiver } from '@mcp/runtime/dist/testing';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,17 +13,20 @@ const CRON = path.resolve(__dirname, '../dist/cron.js');
 const PRELOAD = require.resolve('@mcp/runtime/dist/telemetry-preload.js');
 const LIVE = 'agent_mcp_connection_logs';
 const ROWS = 30_000;
+/** OTLP span kinds. */
+const SERVER = 2;
+const CLIENT = 3;
 
 let db: TestDatabase;
 let pg: Client;
 let token: string;
 let fx: Fixture;
 
-/** Tracing on, exporting to a local sink that accepts everything (so exports neither fail nor wait). */
-function tracingEnv(service: string, sink: http.Server): Record<string, string> {
+/** Tracing on, exporting to the test's OTLP receiver. */
+function tracingEnv(service: string, endpoint: string): Record<string, string> {
   return {
     OTEL_SERVICE_NAME: service,
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(sink.address() as AddressInfo).port}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
     OTEL_TRACES_EXPORTER: 'otlp',
     OTEL_SDK_DISABLED: 'false',
   };
@@ -155,20 +157,33 @@ describe('the cron CLI', () => {
     await expect(cron('127.0.0.1:1', ['purge'])).rejects.toThrow(/exit 2/);
   });
 
-  it('propagates its trace: the service audits the run under the CronJob trace id', async () => {
-    const sink = http.createServer((req, res) => req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}')));
-    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-    const svc = await startService(tracingEnv('retention', sink), ['--require', PRELOAD]);
+  it('propagates its trace: CronJob → service → SQL is one trace, and the service audits the run under it', async () => {
+    const receiver = await startOtlpReceiver();
+    const svc = await startService(tracingEnv('retention', receiver.endpoint), ['--require', PRELOAD]);
+    let res: CronResult;
     try {
-      const res = await cron(svc.address, ['run', '--dry-run'], tracingEnv('retention-cron', sink), ['--require', PRELOAD]);
-      expect(res.code).toBe(0);
-      expect(res.output.trace_id).toMatch(/^[0-9a-f]{32}$/);
-      const { rows } = await pg.query(`SELECT trace_id FROM audit_logs WHERE resource_id = $1`, [res.output.run!.id]);
-      expect(rows).toEqual([{ trace_id: res.output.trace_id }]);
+      res = await cron(svc.address, ['run', '--dry-run'], tracingEnv('retention-cron', receiver.endpoint), ['--require', PRELOAD]);
     } finally {
-      svc.child.kill('SIGTERM');
+      svc.child.kill('SIGTERM'); // the service flushes its spans as it shuts down
       await svc.exited;
-      sink.close();
+      receiver.close();
     }
+    expect(res.code).toBe(0);
+    const traceId = res.output.trace_id;
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+    const { rows } = await pg.query(`SELECT trace_id FROM audit_logs WHERE resource_id = $1`, [res.output.run!.id]);
+    expect(rows).toEqual([{ trace_id: traceId }]);
+
+    const inTrace = receiver.spans.filter((s) => s.traceId === traceId);
+    const method = 'RetentionService/RunRetention';
+    const clientSpan = inTrace.find((s) => s.service === 'retention-cron' && s.kind === CLIENT && s.name.endsWith(method));
+    expect(clientSpan, JSON.stringify(inTrace.map((s) => [s.service, s.name, s.kind]))).toBeDefined();
+    const serverSpan = inTrace.find((s) => s.service === 'retention' && s.kind === SERVER && s.name.endsWith(method));
+    expect(serverSpan?.parentSpanId).toBe(clientSpan!.spanId);
+    // The run's SQL (its record, the plan, the audit entry) hangs directly below the server span.
+    const sqlSpans = inTrace.filter((s) => s.service === 'retention' && s.kind === CLIENT && /^pg\./.test(s.name));
+    const statements = sqlSpans.flatMap((s) => s.attributes?.filter((a) => a.key === 'db.query.text').map((a) => a.value.stringValue ?? '') ?? []);
+    expect(statements).toEqual(expect.arrayContaining([expect.stringMatching(/^INSERT INTO "?retention_runs/), expect.stringMatching(/^INSERT INTO "?audit_logs/)]));
+    expect(sqlSpans.filter((s) => s.parentSpanId !== serverSpan!.spanId)).toEqual([]);
   });
 });
