@@ -374,23 +374,17 @@ function eventKey(id: string, timestampMs: number): string {
 
 /**
  * COPY … FROM STDIN of `text` on the transaction's connection; resolves once
- * PostgreSQL has confirmed it. node-postgres calls a query's own `callback`
- * when it ends, and the pg instrumentation ends its span there, but
- * pg-copy-streams never calls it: the stream's end is reported through it here.
+ * PostgreSQL has confirmed it. pg-copy-streams reports the COPY's end through
+ * the query's `callback`, defined on its prototype; as an own property it is
+ * also seen (and wrapped) by the pg instrumentation, which ends the COPY's
+ * span there instead of leaving it open.
  */
 async function copyIn(q: QueryRunner, sql: string, text: string): Promise<void> {
   const client = (await q.connect()) as PoolClient;
-  const copy = copyFrom(sql) as ReturnType<typeof copyFrom> & { callback: (err: Error | null, result?: object) => void };
-  copy.callback = () => undefined;
+  const copy = Object.assign(copyFrom(sql), { callback: () => undefined });
   client.query(copy);
   copy.end(text);
-  try {
-    await once(copy, 'finish');
-  } catch (err) {
-    copy.callback(err as Error);
-    throw err;
-  }
-  copy.callback(null, { command: 'COPY', rowCount: copy.rowCount, rows: [] });
+  await once(copy, 'finish');
 }
 
 /** `[{"q": request, "s": response, "e": error}, …]` with each payload's JSON text embedded verbatim; null payloads are left out. */
