@@ -177,7 +177,7 @@ async function main(): Promise<void> {
     const data = copyText(rows);
     // The seed's audit_logs as it was before the chain: same columns, CHECKs and indexes, no chain columns or trigger.
     await pg.query('CREATE TABLE audit_logs_unchained (LIKE audit_logs INCLUDING ALL)');
-    await pg.query('ALTER TABLE audit_logs_unchained DROP COLUMN chain_seq, DROP COLUMN prev_hash, DROP COLUMN row_hash, DROP COLUMN subject_key_id, DROP COLUMN personal_commitment');
+    await pg.query('ALTER TABLE audit_logs_unchained DROP COLUMN chain_seq, DROP COLUMN prev_hash, DROP COLUMN row_hash, DROP COLUMN subject_key_id, DROP COLUMN personal_commitment, DROP COLUMN personal_digests, DROP COLUMN personal_nonces');
     const copyPlain = await copyInto(url, 'audit_logs_unchained', data);
     await pg.query('TRUNCATE audit_logs_unchained');
     const copyPlain2 = await copyInto(url, 'audit_logs_unchained', data);

@@ -32,6 +32,7 @@ import {
 import { encodeChunk, type ExportFormat } from './export-format';
 import type { CheckpointService } from './checkpoints';
 import { ERASE_ACTION, SUBJECT_KEY_RESOURCE, type ChainVerifier, type VerifyResult } from './integrity';
+import { ERASED_FIELDS_KEY } from './repository';
 import type {
   AuditLogRepository,
   AuditQuery,
@@ -334,17 +335,30 @@ export class AuditHandlers {
       // Serialises with every chain writer: no row of the subject can be
       // chained with the old salt after it is destroyed.
       await logs.lockChain(q);
-      const held = await erasure.heldArchivedRows(q, subjectId!);
+      const mentions = await erasure.mentionPattern(q, subjectId!);
+      const held = await erasure.heldArchivedRows(q, subjectId!, mentions);
       if (held > 0) {
-        throw new FailedPreconditionError(`${held} archived audit rows of this subject are under legal hold; erase after the hold is released`);
+        throw new FailedPreconditionError(`${held} archived audit rows of or naming this subject are under legal hold; erase after the hold is released`);
       }
+      const carriedForward = await erasure.erasureRecordsBy(q, subjectId!);
       const keyId = await erasure.destroySubjectKey(q, subjectId!);
+      const auditRowsErased = await erasure.eraseAuditRows(q, subjectId!);
+      const archivedRowsErased = await erasure.eraseArchivedRows(q, subjectId!);
+      const securityEventsErased = await erasure.eraseSecurityEvents(q, subjectId!);
+      const mentioning = [
+        ...(await erasure.eraseMentionsInAuditRows(q, subjectId!, mentions)),
+        ...(await erasure.eraseMentionsInArchivedRows(q, subjectId!, mentions)),
+      ];
       const counts = {
-        auditRowsErased: String(await erasure.eraseAuditRows(q, subjectId!)),
-        archivedRowsErased: String(await erasure.eraseArchivedRows(q, subjectId!)),
-        securityEventsErased: String(await erasure.eraseSecurityEvents(q, subjectId!)),
+        auditRowsErased: String(auditRowsErased),
+        archivedRowsErased: String(archivedRowsErased),
+        securityEventsErased: String(securityEventsErased),
+        mentioningRowsErased: String(mentioning.length),
+        legacyMentioningRowsKept: String(await erasure.legacyMentioningRows(q, subjectId!, mentions)),
+        mentioningSecurityEventsCleared: String(await erasure.eraseMentionsInSecurityEvents(q, subjectId!, mentions)),
       };
-      // Names the destroyed key, not the person: verification accepts rows committed with that key as erased.
+      // Names the destroyed key, not the person: verification accepts rows committed with that key as erased,
+      // and the listed (row id, field) pairs as emptied by this erasure.
       await recordAudit(
         q,
         ctx,
@@ -354,7 +368,7 @@ export class AuditHandlers {
           resourceId: keyId,
           description: 'personal data of one subject erased (GDPR Art. 17)',
           requestData: { reason },
-          responseData: counts,
+          responseData: { ...counts, [ERASED_FIELDS_KEY]: [...carriedForward, ...mentioning] },
         },
         this.deps.redactor,
       );

@@ -3,15 +3,18 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { audit } from '@mcp/proto';
 import type { QueryRunner } from 'typeorm';
+import { AUDIT_PERSONAL_FIELDS, ERASE_ACTION, ERASED_FIELDS_KEY } from './repository';
 
 const { BreakKind, VerificationStatus } = audit;
 
 /** prev_hash of the first row of the chain. */
 const GENESIS_HASH = Buffer.alloc(32);
 const MAX_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
-const ERASE_ACTION = 'audit.erase_subject';
 export const SUBJECT_KEY_RESOURCE = 'audit_subject_key';
 export { ERASE_ACTION };
+
+/** Row id → indexes (1-based, AUDIT_PERSONAL_FIELDS order) of fields a recorded erasure emptied. */
+type ErasedFields = ReadonlyMap<string, ReadonlySet<number>>;
 
 /** A signed statement "the chain's row at `sequence` has hash `rowHash`". */
 export interface SignedCheckpoint {
@@ -122,10 +125,20 @@ interface ChainRow {
   rowHash: Buffer;
   /** audit_row_hash(row) = row_hash */
   contentIntact: boolean;
-  /** Commitment recomputed from the fields and salt matches; null when the salt was destroyed. */
+  /** Commitment recomputed (from the fields, or from the stored per-field digests) matches; null for v1 rows whose salt was destroyed. */
   personalIntact: boolean | null;
   personalEmpty: boolean;
+  /** Per-field rows (1-based field indexes): the first non-empty field whose digest differs under its nonce, if any. */
+  changedField: number | null;
+  /** Per-field rows: the first field emptied with its nonce intact (so not by an erasure), if any. */
+  emptiedField: number | null;
+  /** Per-field rows: the first field whose nonce was erased yet holds a value, if any. */
+  refilledField: number | null;
+  /** Per-field rows: fields whose nonce was erased (zeroed), i.e. erased after the row was chained. */
+  erasedFields: number[];
   subjectKeyId: string | null;
+  /** The row names a subject key that no longer exists. */
+  keyDestroyed: boolean;
   archived: boolean;
   /** The archive row's seed checksum matches its JSON (always true for live rows). */
   checksumOk: boolean;
@@ -139,34 +152,64 @@ interface RawChainRow {
   content_intact: boolean;
   personal_intact: boolean | null;
   personal_empty: boolean;
+  changed_field: number | null;
+  emptied_field: number | null;
+  refilled_field: number | null;
+  erased_fields: number[] | null;
   subject_key_id: string | null;
+  key_destroyed: boolean;
   archived: boolean;
   checksum_ok: boolean;
 }
 
 const PERSONAL_EMPTY = (r: string): string =>
   `num_nonnulls(${r}.user_id, ${r}.ip_address, ${r}.user_agent, ${r}.session_id, ${r}.description, ${r}.request_data, ${r}.response_data, ${r}.error_message) = 0`;
+/** The commitment's salt: the subject's, empty for rows without an actor, NULL once destroyed. */
+const SALT = (r: string): string => `CASE WHEN ${r}.subject_key_id IS NULL THEN ''::bytea ELSE k.salt END`;
+/**
+ * v1 rows (personal_digests NULL) commit to the fields directly, with the
+ * subject's salt; v2 rows commit to their stored per-field digests (no salt),
+ * which PERSONAL_FIELDS checks one by one.
+ */
 const PERSONAL_INTACT = (r: string): string =>
-  `CASE WHEN ${r}.subject_key_id IS NULL THEN audit_personal_commitment(${r}, ''::bytea) = ${r}.personal_commitment
-        WHEN k.salt IS NULL THEN NULL
-        ELSE audit_personal_commitment(${r}, k.salt) = ${r}.personal_commitment END`;
+  `CASE WHEN ${r}.personal_digests IS NOT NULL THEN coalesce(audit_personal_commitment_v2(${r}.id, ${r}.personal_digests) = ${r}.personal_commitment, false)
+        WHEN ${SALT(r)} IS NULL THEN NULL
+        ELSE coalesce(audit_personal_commitment(${r}, ${SALT(r)}) = ${r}.personal_commitment, false) END`;
+/** The stored digest of field d.field (1-based; 32 bytes each in personal_digests). */
+const STORED_DIGEST = (r: string): string => `substring(${r}.personal_digests FROM (d.field - 1) * 32 + 1 FOR 32)`;
+/**
+ * For v2 rows, field by field: a field with its nonce is recomputed and must
+ * match its digest (an empty one that does not was emptied outside an
+ * erasure); a field whose nonce was erased must be empty and is listed, for
+ * the walk to match against the recorded erasures.
+ */
+const PERSONAL_FIELDS = (r: string): string => `
+  CROSS JOIN LATERAL (
+    SELECT min(d.field) FILTER (WHERE NOT d.nonce_erased AND NOT d.empty AND d.digest IS DISTINCT FROM ${STORED_DIGEST(r)}) AS changed_field,
+           min(d.field) FILTER (WHERE NOT d.nonce_erased AND d.empty AND d.digest IS DISTINCT FROM ${STORED_DIGEST(r)}) AS emptied_field,
+           min(d.field) FILTER (WHERE d.nonce_erased AND NOT d.empty) AS refilled_field,
+           array_agg(d.field ORDER BY d.field) FILTER (WHERE d.nonce_erased) AS erased_fields
+      FROM audit_personal_field_digests(${r}) d
+     WHERE ${r}.personal_digests IS NOT NULL) pf`;
 
 /** Live and archived rows (archived ones read back from their row_to_json copy), in chain order. */
 const CHAIN_ROWS = `
 SELECT * FROM (
   (SELECT l.chain_seq, l.id, l.prev_hash, l.row_hash, audit_row_hash(l) = l.row_hash AS content_intact,
           ${PERSONAL_INTACT('l')} AS personal_intact, ${PERSONAL_EMPTY('l')} AS personal_empty,
-          l.subject_key_id, false AS archived, true AS checksum_ok
-     FROM audit_logs l LEFT JOIN audit_subject_keys k ON k.key_id = l.subject_key_id
+          pf.changed_field, pf.emptied_field, pf.refilled_field, pf.erased_fields, l.subject_key_id,
+          ${SALT('l')} IS NULL AS key_destroyed, false AS archived, true AS checksum_ok
+     FROM audit_logs l LEFT JOIN audit_subject_keys k ON k.key_id = l.subject_key_id ${PERSONAL_FIELDS('l')}
     WHERE (l.chain_seq, l.id) > ($1::bigint, $2::uuid) AND l.chain_seq <= $3::bigint
     ORDER BY l.chain_seq, l.id LIMIT $4)
   UNION ALL
   (SELECT r.chain_seq, r.id, r.prev_hash, r.row_hash, audit_row_hash(r) = r.row_hash,
           ${PERSONAL_INTACT('r')}, ${PERSONAL_EMPTY('r')},
-          r.subject_key_id, true, ar.checksum = encode(sha256(ar.audit_data::text::bytea), 'hex')
+          pf.changed_field, pf.emptied_field, pf.refilled_field, pf.erased_fields, r.subject_key_id,
+          ${SALT('r')} IS NULL, true, ar.checksum = encode(sha256(ar.audit_data::text::bytea), 'hex')
      FROM audit_logs_archive ar
      CROSS JOIN LATERAL json_populate_record(NULL::audit_logs, ar.audit_data) r
-     LEFT JOIN audit_subject_keys k ON k.key_id = r.subject_key_id
+     LEFT JOIN audit_subject_keys k ON k.key_id = r.subject_key_id ${PERSONAL_FIELDS('r')}
     WHERE ((ar.audit_data->>'chain_seq')::bigint, ar.original_audit_log_id) > ($1::bigint, $2::uuid)
       AND (ar.audit_data->>'chain_seq')::bigint <= $3::bigint
     ORDER BY (ar.audit_data->>'chain_seq')::bigint, ar.original_audit_log_id LIMIT $4)
@@ -212,6 +255,7 @@ class ChainWalk {
     private readonly expectedFirst: bigint,
     anchor: ChainRow | undefined,
     private readonly erasedKeys: ReadonlySet<string>,
+    private readonly erasedFields: ErasedFields,
     private readonly checkpoints: ReadonlyMap<bigint, string>,
   ) {
     this.previous = anchor;
@@ -266,7 +310,31 @@ class ChainWalk {
     if (x.personalIntact === false) {
       return this.fail(BreakKind.BREAK_KIND_CHANGED, x.seq, `row ${x.id}: personal fields do not match their commitment`);
     }
-    if (x.personalIntact === null) {
+    if (x.changedField !== null) {
+      return this.fail(BreakKind.BREAK_KIND_CHANGED, x.seq, `row ${x.id}: personal field ${AUDIT_PERSONAL_FIELDS[x.changedField - 1]} does not match its digest`);
+    }
+    if (x.emptiedField !== null) {
+      // An erasure zeroes the field's nonce; one emptied with its nonce intact was not erased.
+      return this.fail(
+        BreakKind.BREAK_KIND_CHANGED,
+        x.seq,
+        `row ${x.id}: personal field ${AUDIT_PERSONAL_FIELDS[x.emptiedField - 1]} was emptied and no erasure was recorded`,
+      );
+    }
+    if (x.refilledField !== null) {
+      return this.fail(BreakKind.BREAK_KIND_CHANGED, x.seq, `row ${x.id}: personal field ${AUDIT_PERSONAL_FIELDS[x.refilledField - 1]} was erased but holds a value again`);
+    }
+    // The subject's own rows are erased whole, under the erasure record naming their key.
+    const keyErased = x.keyDestroyed && x.subjectKeyId !== null && this.erasedKeys.has(x.subjectKeyId);
+    const unrecorded = x.erasedFields.find((f) => !keyErased && !this.erasedFields.get(x.id)?.has(f));
+    if (unrecorded !== undefined) {
+      return this.fail(
+        BreakKind.BREAK_KIND_CHANGED,
+        x.seq,
+        `row ${x.id}: the nonce of personal field ${AUDIT_PERSONAL_FIELDS[unrecorded - 1]} was destroyed and no erasure was recorded`,
+      );
+    }
+    if (x.keyDestroyed) {
       // The subject's salt is gone: legitimate only after a recorded erasure, which also emptied the fields.
       if (!x.subjectKeyId || !this.erasedKeys.has(x.subjectKeyId)) {
         return this.fail(BreakKind.BREAK_KIND_CHANGED, x.seq, `row ${x.id}: the salt of its personal fields is gone and no erasure was recorded`);
@@ -315,7 +383,12 @@ function toChainRow(r: RawChainRow): ChainRow {
     contentIntact: r.content_intact,
     personalIntact: r.personal_intact,
     personalEmpty: r.personal_empty,
+    changedField: r.changed_field,
+    emptiedField: r.emptied_field,
+    refilledField: r.refilled_field,
+    erasedFields: r.erased_fields ?? [],
     subjectKeyId: r.subject_key_id,
+    keyDestroyed: r.key_destroyed,
     archived: r.archived,
     checksumOk: r.checksum_ok,
   };
@@ -334,6 +407,7 @@ export class ChainVerifier {
     const { valid, rejected } = await this.validCheckpoints(q);
     const bySequence = new Map<bigint, string>(valid.map((c) => [c.sequence, c.rowHash]));
     const erasedKeys = await this.erasedKeys(q);
+    const erasedFields = await this.erasedFields(q);
     const result = (walk: ChainWalk | undefined, status: audit.VerificationStatus): VerifyResult => ({
       status,
       rowsChecked: walk?.rowsChecked ?? 0,
@@ -349,7 +423,7 @@ export class ChainVerifier {
     });
 
     const anchor = bounds.from > 1n ? (await this.rows(q, { seq: (bounds.from - 2n).toString(), id: MAX_UUID }, bounds.from - 1n, 1))[0] : undefined;
-    const walk = new ChainWalk(bounds.from, anchor && anchor.seq === bounds.from - 1n ? anchor : undefined, erasedKeys, bySequence);
+    const walk = new ChainWalk(bounds.from, anchor && anchor.seq === bounds.from - 1n ? anchor : undefined, erasedKeys, erasedFields, bySequence);
     let cursor = { seq: (bounds.from - 1n).toString(), id: MAX_UUID };
     if (bounds.from <= bounds.to) {
       for (;;) {
@@ -407,6 +481,27 @@ export class ChainVerifier {
       [SUBJECT_KEY_RESOURCE, ERASE_ACTION],
     );
     return new Set(rows.map((r) => r.key_id));
+  }
+
+  /** The (row, field)s whose erasure the chain records, from the erasure rows' response data (live and archived). */
+  private async erasedFields(q: QueryRunner): Promise<ErasedFields> {
+    const rows: { row_id: string; fields: number[] }[] = await q.query(
+      `SELECT e->>'rowId' AS row_id, array(SELECT f::int FROM jsonb_array_elements_text(e->'fields') f WHERE f ~ '^[1-8]$') AS fields
+         FROM (SELECT response_data AS d FROM audit_logs WHERE resource_type = $1 AND action_type = $2
+               UNION ALL
+               SELECT (audit_data->'response_data')::jsonb FROM audit_logs_archive
+                WHERE audit_data->>'resource_type' = $1 AND audit_data->>'action_type' = $2) erasure
+        CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(erasure.d->$3) = 'array' THEN erasure.d->$3 ELSE '[]' END) e
+        WHERE jsonb_typeof(e->'fields') = 'array'`,
+      [SUBJECT_KEY_RESOURCE, ERASE_ACTION, ERASED_FIELDS_KEY],
+    );
+    const erased = new Map<string, Set<number>>();
+    for (const r of rows) {
+      const fields = erased.get(r.row_id) ?? new Set<number>();
+      for (const f of r.fields) fields.add(f);
+      erased.set(r.row_id, fields);
+    }
+    return erased;
   }
 
   /** The inclusive chain positions to check; a time range maps to the positions of its rows. */

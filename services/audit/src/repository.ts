@@ -359,14 +359,94 @@ export const AUDIT_PERSONAL_FIELDS = [
   'error_message',
 ] as const;
 
+/** Action type of EraseSubject's own audit row. */
+export const ERASE_ACTION = 'audit.erase_subject';
+/** Key of the erasure row's response data listing the erased fields of other actors' rows: [{ rowId, fields: [1-based index] }]. */
+export const ERASED_FIELDS_KEY = 'erasedFields';
+
+/** Fields of other actors' rows that can name a person: searched, and erased field by field, by EraseSubject. */
+const MENTION_FIELDS = ['description', 'request_data', 'response_data', 'error_message'] as const;
+/** 1-based index of a personal field, as personal_digests and the erasure records number them. */
+const fieldIndex = (field: (typeof AUDIT_PERSONAL_FIELDS)[number]): number => AUDIT_PERSONAL_FIELDS.indexOf(field) + 1;
+
+/** (row, fields) emptied because they named the subject; fields are 1-based AUDIT_PERSONAL_FIELDS indexes. */
+export interface ErasedFieldsRecord {
+  rowId: string;
+  fields: number[];
+}
+
+/** ASCII punctuation, escaped for a PostgreSQL regular expression (a backslash before a letter would be an escape). */
+const escapeRegex = (text: string): string => text.replace(/[!-/:-@[-`{-~]/g, '\\$&');
+
+/**
+ * SQL for the fields among MENTION_FIELDS that match the pattern `$2`, as an
+ * int[] of field indexes; `value(field)` renders a field as text. The response
+ * data of erasure rows (action `$3`) is never searched: it holds row ids and
+ * counts only, and is the record verification relies on.
+ */
+function mentionedFields(value: (field: string) => string, actionType: string): string {
+  const hits = MENTION_FIELDS.map((f) => {
+    const notErasureRecord = f === 'response_data' ? `${actionType} IS DISTINCT FROM $3 AND ` : '';
+    return `CASE WHEN ${notErasureRecord}${value(f)} ~* $2 THEN ${fieldIndex(f)} END`;
+  });
+  return `array_remove(ARRAY[${hits.join(', ')}]::int[], NULL)`;
+}
+const LIVE_MENTIONS = mentionedFields((f) => `l.${f}::text`, 'l.action_type');
+const ARCHIVED_MENTIONS = mentionedFields((f) => `ar.audit_data->>'${f}'`, "ar.audit_data->>'action_type'");
+/** Every personal field's 1-based index: erasing a subject's own rows empties them all. */
+const ALL_FIELDS = AUDIT_PERSONAL_FIELDS.map((_, i) => i + 1);
+/**
+ * SQL for archive row `ar`'s JSON copy with the fields `fields` (an int[] of
+ * 1-based indexes) set to null and their nonces zeroed, in the seed's
+ * row_to_json form. A copy without nonces (v1) keeps none.
+ */
+const ARCHIVED_ERASED = (ar: string, fields: string): string =>
+  `row_to_json(json_populate_record(NULL::audit_logs, (${ar}.audit_data::jsonb
+     || (SELECT jsonb_object_agg((ARRAY['${AUDIT_PERSONAL_FIELDS.join("','")}'])[f], 'null'::jsonb) FROM unnest(${fields}::int[]) f)
+     || jsonb_build_object('personal_nonces', audit_personal_nonces_erased((${ar}.audit_data->>'personal_nonces')::bytea, ${fields}::int[])))::json))`;
+/** Archived rows carrying per-field digests (v2); older copies have no personal_digests key or a null one. */
+const ARCHIVED_V2 = `coalesce(json_typeof(ar.audit_data->'personal_digests') = 'string', false)`;
+
 export class ErasureRepository {
-  /** Archived rows of the subject under legal hold: those must be kept as they are. */
-  async heldArchivedRows(q: QueryRunner, subjectId: string): Promise<number> {
+  /**
+   * A case-insensitive whole-word pattern for the subject's identifiers: the
+   * user id, and the username, email and full name from users when they are
+   * at least 3 characters long (shorter ones would match unrelated words).
+   */
+  async mentionPattern(q: QueryRunner, subjectId: string): Promise<string> {
+    const [user] = await q.query('SELECT username, email, full_name FROM users WHERE id = $1', [subjectId]);
+    const names = [user?.username, user?.email, user?.full_name]
+      .map((n: string | null | undefined) => n?.trim() ?? '')
+      .filter((n) => n.length >= 3);
+    return `(^|\\W)(${[subjectId, ...names].map(escapeRegex).join('|')})(\\W|$)`;
+  }
+
+  /** Archived rows of, or naming, the subject under legal hold: those must be kept as they are. */
+  async heldArchivedRows(q: QueryRunner, subjectId: string, pattern: string): Promise<number> {
     const [row] = await q.query(
-      `SELECT count(*)::int AS n FROM audit_logs_archive WHERE legal_hold AND audit_data->>'user_id' = $1`,
-      [subjectId],
+      `SELECT count(*)::int AS n FROM audit_logs_archive ar
+        WHERE ar.legal_hold AND (ar.audit_data->>'user_id' = $1 OR cardinality(${ARCHIVED_MENTIONS}) > 0)`,
+      [subjectId, pattern, ERASE_ACTION],
     );
     return row.n;
+  }
+
+  /**
+   * The field erasures recorded by the subject's own earlier EraseSubject
+   * calls, which erasing the subject's rows is about to empty: the new erasure
+   * row carries them forward, so verification still finds them.
+   */
+  async erasureRecordsBy(q: QueryRunner, subjectId: string): Promise<ErasedFieldsRecord[]> {
+    const rows: { records: ErasedFieldsRecord[] }[] = await q.query(
+      `SELECT response_data->$3 AS records FROM audit_logs
+        WHERE user_id = $1 AND action_type = $2 AND jsonb_typeof(response_data->$3) = 'array'
+       UNION ALL
+       SELECT (audit_data->'response_data'->$3)::jsonb FROM audit_logs_archive
+        WHERE audit_data->>'user_id' = $1::text AND audit_data->>'action_type' = $2
+          AND json_typeof(audit_data->'response_data'->$3) = 'array'`,
+      [subjectId, ERASE_ACTION, ERASED_FIELDS_KEY],
+    );
+    return rows.flatMap((r) => r.records);
   }
 
   /** Destroys the subject's commitment salt; returns its id, if the subject had one. */
@@ -375,31 +455,88 @@ export class ErasureRepository {
     return row?.key_id;
   }
 
+  /** Empties the subject's own live rows, and zeroes their nonces (v2) so their digests can no longer be recomputed. */
   async eraseAuditRows(q: QueryRunner, subjectId: string): Promise<number> {
     const [, count] = await q.query(
-      `UPDATE audit_logs SET ${AUDIT_PERSONAL_FIELDS.map((f) => `${f} = NULL`).join(', ')} WHERE user_id = $1`,
-      [subjectId],
+      `UPDATE audit_logs SET ${AUDIT_PERSONAL_FIELDS.map((f) => `${f} = NULL`).join(', ')},
+              personal_nonces = audit_personal_nonces_erased(personal_nonces, $2)
+        WHERE user_id = $1`,
+      [subjectId, ALL_FIELDS],
     );
     return count;
   }
 
   /**
-   * Rewrites the archived JSON copies without the personal fields, in the
-   * seed's row_to_json form, and their seed checksum to match.
+   * Rewrites the archived JSON copies without the personal fields and with
+   * their nonces zeroed, in the seed's row_to_json form, and their seed
+   * checksum to match.
    */
   async eraseArchivedRows(q: QueryRunner, subjectId: string): Promise<number> {
-    const nulls = JSON.stringify(Object.fromEntries(AUDIT_PERSONAL_FIELDS.map((f) => [f, null])));
     const [, count] = await q.query(
       `WITH scrubbed AS (
-         SELECT ar.id, row_to_json(json_populate_record(NULL::audit_logs, (ar.audit_data::jsonb || $2::jsonb)::json)) AS data
+         SELECT ar.id, ${ARCHIVED_ERASED('ar', '$2')} AS data
            FROM audit_logs_archive ar
           WHERE ar.audit_data->>'user_id' = $1 AND NOT ar.legal_hold)
        UPDATE audit_logs_archive ar
           SET audit_data = s.data, checksum = encode(sha256(s.data::text::bytea), 'hex')
          FROM scrubbed s WHERE ar.id = s.id`,
-      [subjectId, nulls],
+      [subjectId, ALL_FIELDS],
     );
     return count;
+  }
+
+  /** Empties the fields of other actors' live v2 rows that name the subject. */
+  async eraseMentionsInAuditRows(q: QueryRunner, subjectId: string, pattern: string): Promise<ErasedFieldsRecord[]> {
+    const [rows] = await q.query(
+      `WITH hits AS (
+         SELECT l.id, l.created_at, ${LIVE_MENTIONS} AS fields
+           FROM audit_logs l
+          WHERE l.user_id IS DISTINCT FROM $1 AND l.personal_digests IS NOT NULL)
+       UPDATE audit_logs l
+          SET ${MENTION_FIELDS.map((f) => `${f} = CASE WHEN ${fieldIndex(f)} = ANY(h.fields) THEN NULL ELSE l.${f} END`).join(', ')},
+              personal_nonces = audit_personal_nonces_erased(l.personal_nonces, h.fields)
+         FROM hits h
+        WHERE l.id = h.id AND l.created_at = h.created_at AND cardinality(h.fields) > 0
+       RETURNING l.id AS "rowId", h.fields`,
+      [subjectId, pattern, ERASE_ACTION],
+    );
+    return rows;
+  }
+
+  /** The same for archived v2 copies (rewritten in row_to_json form, seed checksum recomputed). */
+  async eraseMentionsInArchivedRows(q: QueryRunner, subjectId: string, pattern: string): Promise<ErasedFieldsRecord[]> {
+    const [rows] = await q.query(
+      `WITH hits AS (
+         SELECT ar.id, ar.audit_data->>'id' AS row_id, ${ARCHIVED_MENTIONS} AS fields
+           FROM audit_logs_archive ar
+          WHERE ar.audit_data->>'user_id' IS DISTINCT FROM $1::text AND ${ARCHIVED_V2} AND NOT ar.legal_hold),
+       scrubbed AS (
+         SELECT h.id, h.row_id, h.fields, ${ARCHIVED_ERASED('ar', 'h.fields')} AS data
+           FROM hits h JOIN audit_logs_archive ar ON ar.id = h.id
+          WHERE cardinality(h.fields) > 0)
+       UPDATE audit_logs_archive ar
+          SET audit_data = s.data, checksum = encode(sha256(s.data::text::bytea), 'hex')
+         FROM scrubbed s WHERE ar.id = s.id
+       RETURNING s.row_id AS "rowId", s.fields`,
+      [subjectId, pattern, ERASE_ACTION],
+    );
+    return rows;
+  }
+
+  /**
+   * Other actors' rows naming the subject that were chained with a v1
+   * commitment (one hash over all personal fields): emptying one field would
+   * be indistinguishable from tampering, so they are kept and counted.
+   */
+  async legacyMentioningRows(q: QueryRunner, subjectId: string, pattern: string): Promise<number> {
+    const [row] = await q.query(
+      `SELECT (SELECT count(*) FROM audit_logs l
+                WHERE l.user_id IS DISTINCT FROM $1 AND l.personal_digests IS NULL AND cardinality(${LIVE_MENTIONS}) > 0)
+            + (SELECT count(*) FROM audit_logs_archive ar
+                WHERE ar.audit_data->>'user_id' IS DISTINCT FROM $1::text AND NOT ${ARCHIVED_V2} AND cardinality(${ARCHIVED_MENTIONS}) > 0) AS n`,
+      [subjectId, pattern, ERASE_ACTION],
+    );
+    return Number(row.n);
   }
 
   async eraseSecurityEvents(q: QueryRunner, subjectId: string): Promise<number> {
@@ -408,6 +545,18 @@ export class ErasureRepository {
               country_code = NULL, city = NULL, indicators = '{}', behavior_signals = '{}'
         WHERE user_id = $1`,
       [subjectId],
+    );
+    return count;
+  }
+
+  /** Clears the description and indicators of other users' security events that name the subject (not chained). */
+  async eraseMentionsInSecurityEvents(q: QueryRunner, subjectId: string, pattern: string): Promise<number> {
+    const [, count] = await q.query(
+      `UPDATE security_events
+          SET description = CASE WHEN description ~* $2 THEN NULL ELSE description END,
+              indicators = CASE WHEN indicators::text ~* $2 THEN '{}' ELSE indicators END
+        WHERE user_id IS DISTINCT FROM $1 AND (description ~* $2 OR indicators::text ~* $2)`,
+      [subjectId, pattern],
     );
     return count;
   }

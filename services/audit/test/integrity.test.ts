@@ -54,6 +54,61 @@ async function tampered(fromSeq: number, tamper: string[], check: () => Promise<
   expect((await verifyAll()).status).toBe(VerificationStatus.VERIFICATION_STATUS_VERIFIED);
 }
 
+/**
+ * Rewrites the newest row as the chain trigger did before per-field digests
+ * (one v1 commitment over all personal fields), as a row chained before that
+ * migration is; the next row then links to it.
+ */
+async function chainAsLegacy(seq: number): Promise<void> {
+  await h.pg.query(
+    `UPDATE audit_logs SET personal_digests = NULL, personal_nonces = NULL,
+            personal_commitment = audit_personal_commitment(audit_logs,
+              CASE WHEN subject_key_id IS NULL THEN ''::bytea ELSE (SELECT k.salt FROM audit_subject_keys k WHERE k.key_id = subject_key_id) END)
+      WHERE chain_seq = $1`,
+    [seq],
+  );
+  await h.pg.query('UPDATE audit_logs SET row_hash = audit_row_hash(audit_logs) WHERE chain_seq = $1', [seq]);
+}
+
+/** Moves the row at `seq` to audit_logs_archive with seed 004's statement. */
+async function archive(seq: number, legalHold = false): Promise<void> {
+  await h.pg.query(
+    `WITH moved AS (DELETE FROM audit_logs WHERE chain_seq = $1 RETURNING *)
+     INSERT INTO audit_logs_archive (original_audit_log_id, audit_data, checksum, legal_hold, legal_hold_reason)
+     SELECT id, row_to_json(moved.*), encode(sha256(row_to_json(moved.*)::text::bytea), 'hex'), $2, CASE WHEN $2 THEN 'litigation' END FROM moved`,
+    [seq, legalHold],
+  );
+}
+
+const ZERO_NONCES = `\\x${'00'.repeat(8 * 16)}`;
+
+/**
+ * How many secrets readable from the database (every nonce, live or archived,
+ * every subject salt, and none) make sha256(secret || id || field || value)
+ * equal the stored digest of `field` (1-based) of the row at `seq`, live or
+ * archived: what an attacker testing a guessed `value` would try.
+ */
+async function digestGuesses(seq: number, field: number, value: string): Promise<number> {
+  const { rows } = await h.pg.query(
+    `WITH target AS (
+       SELECT id, personal_digests AS digests FROM audit_logs WHERE chain_seq = $1
+       UNION ALL SELECT r.id, r.personal_digests FROM audit_logs_archive ar, json_populate_record(NULL::audit_logs, ar.audit_data) r
+        WHERE (ar.audit_data->>'chain_seq')::int = $1),
+     nonces AS (
+       SELECT personal_nonces AS n FROM audit_logs WHERE personal_nonces IS NOT NULL
+       UNION SELECT (audit_data->>'personal_nonces')::bytea FROM audit_logs_archive WHERE audit_data->>'personal_nonces' IS NOT NULL),
+     secrets AS (
+       SELECT substring(n FROM (i - 1) * 16 + 1 FOR 16) AS secret FROM nonces, generate_series(1, 8) i
+       UNION SELECT salt FROM audit_subject_keys
+       UNION SELECT ''::bytea)
+     SELECT count(*)::int AS hits FROM target t, secrets s
+      WHERE sha256(s.secret || uuid_send(t.id) || int2send($2::int2) || convert_to(to_jsonb($3::text)::text, 'UTF8'))
+            = substring(t.digests FROM ($2 - 1) * 32 + 1 FOR 32)`,
+    [seq, field, value],
+  );
+  return rows[0].hits;
+}
+
 async function expectBreak(kind: audit.BreakKind, sequence: number): Promise<audit.VerifyIntegrityResponse> {
   const res = await verifyAll();
   expect(res.status).toBe(VerificationStatus.VERIFICATION_STATUS_BROKEN);
@@ -159,8 +214,35 @@ describe('tampering in SQL is named', () => {
       expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 20)).firstBreak!.detail).toContain('content');
     });
     await tampered(21, [`UPDATE audit_logs SET ip_address = '192.0.2.99' WHERE chain_seq = 21`], async () => {
-      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 21)).firstBreak!.detail).toContain('personal');
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 21)).firstBreak!.detail).toContain('personal field ip_address does not match');
     });
+    // Emptying a field looks like an erasure, but none was recorded for this row.
+    await tampered(22, [`UPDATE audit_logs SET description = NULL WHERE chain_seq = 22`], async () => {
+      const { firstBreak } = await expectBreak(BreakKind.BREAK_KIND_CHANGED, 22);
+      expect(firstBreak!.detail).toMatch(/^row [0-9a-f-]{36}: personal field description was emptied and no erasure was recorded$/);
+    });
+    // A field emptied and its nonce zeroed, as an erasure would, but none was recorded; a nonce zeroed alone; a nonce replaced.
+    await tampered(24, [`UPDATE audit_logs SET description = NULL, personal_nonces = audit_personal_nonces_erased(personal_nonces, '{5}') WHERE chain_seq = 24`], async () => {
+      const { firstBreak } = await expectBreak(BreakKind.BREAK_KIND_CHANGED, 24);
+      expect(firstBreak!.detail).toMatch(/^row [0-9a-f-]{36}: the nonce of personal field description was destroyed and no erasure was recorded$/);
+    });
+    await tampered(24, [`UPDATE audit_logs SET personal_nonces = audit_personal_nonces_erased(personal_nonces, '{5}') WHERE chain_seq = 24`], async () => {
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 24)).firstBreak!.detail).toContain('personal field description was erased but holds a value again');
+    });
+    await tampered(24, [`UPDATE audit_logs SET personal_nonces = overlay(personal_nonces PLACING uuid_send(gen_random_uuid()) FROM 4 * 16 + 1) WHERE chain_seq = 24`], async () => {
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 24)).firstBreak!.detail).toContain('personal field description does not match its digest');
+    });
+    // Digests rewritten to fit a changed field: the commitment over them no longer matches.
+    await tampered(
+      23,
+      [
+        `UPDATE audit_logs SET description = 'innocent' WHERE chain_seq = 23`,
+        `UPDATE audit_logs SET personal_digests = audit_personal_digests(audit_logs) WHERE chain_seq = 23`,
+      ],
+      async () => {
+        expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, 23)).firstBreak!.detail).toContain('do not match their commitment');
+      },
+    );
   });
 
   it('a removed row, also when the later rows were renumbered to hide the gap', async () => {
@@ -208,9 +290,10 @@ describe('tampering in SQL is named', () => {
       FOR r IN SELECT * FROM audit_logs WHERE chain_seq >= 5 ORDER BY chain_seq LOOP
         SELECT row_hash INTO prev FROM audit_logs WHERE chain_seq = r.chain_seq - 1;
         r.prev_hash := prev;
-        r.personal_commitment := audit_personal_commitment(r, (SELECT salt FROM audit_subject_keys WHERE key_id = r.subject_key_id));
-        IF r.subject_key_id IS NULL THEN r.personal_commitment := audit_personal_commitment(r, ''::bytea); END IF;
-        UPDATE audit_logs SET prev_hash = prev, personal_commitment = r.personal_commitment, row_hash = audit_row_hash(r)
+        r.personal_digests := audit_personal_digests(r);
+        r.personal_commitment := audit_personal_commitment_v2(r.id, r.personal_digests);
+        UPDATE audit_logs SET prev_hash = prev, personal_digests = r.personal_digests, personal_commitment = r.personal_commitment,
+               row_hash = audit_row_hash(r)
          WHERE id = r.id AND created_at = r.created_at;
       END LOOP; END $$`;
     await tampered(5, [rehash], async () => {
@@ -300,6 +383,9 @@ describe('EraseSubject', () => {
     const archived = (await h.pg.query(`SELECT audit_data::text AS d FROM audit_logs_archive WHERE audit_data->>'subject_key_id' = $1`, [res.subjectKeyId])).rows;
     expect(archived).toHaveLength(1);
     expect(archived[0].d).not.toMatch(/Dana|203\.0\.113\.5|dana@|Firefox/);
+    expect(JSON.parse(archived[0].d).personal_nonces).toBe(ZERO_NONCES);
+    const nonces = (await h.pg.query(`SELECT DISTINCT encode(personal_nonces, 'hex') AS n FROM audit_logs WHERE subject_key_id = $1`, [res.subjectKeyId])).rows;
+    expect(nonces).toEqual([{ n: '00'.repeat(8 * 16) }]);
     const events = (await h.pg.query(`SELECT user_id, ip_address, city, description FROM security_events WHERE description LIKE 'Dana%' OR city = 'Lyon'`)).rows;
     expect(events).toEqual([]);
     expect((await h.pg.query('SELECT count(*)::int AS n FROM audit_subject_keys WHERE subject_id = $1', [person.userId])).rows[0].n).toBe(0);
@@ -331,10 +417,7 @@ describe('EraseSubject', () => {
     await h.pg.query(`UPDATE audit_logs SET user_id = $2, description = 'erin' WHERE chain_seq = $1`, [seq, erin.userId]);
     expect((await verifyAll()).status).toBe(VerificationStatus.VERIFICATION_STATUS_VERIFIED);
 
-    await h.pg.query(`
-      WITH moved AS (DELETE FROM audit_logs WHERE chain_seq = $1 RETURNING *)
-      INSERT INTO audit_logs_archive (original_audit_log_id, audit_data, checksum, legal_hold, legal_hold_reason)
-      SELECT id, row_to_json(moved.*), encode(sha256(row_to_json(moved.*)::text::bytea), 'hex'), true, 'litigation' FROM moved`, [seq]);
+    await archive(seq, true);
     const before = await head();
     const err = await expectGrpcError(h.call('eraseSubject', { userId: erin.userId, reason: 'request' }));
     expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
@@ -346,5 +429,119 @@ describe('EraseSubject', () => {
     expect(decodeBadRequest(bad.metadata).map((v) => v.field)).toEqual(['user_id', 'reason']);
     const auditor = await h.principal('erase-auditor', ['auditor']);
     expect((await expectGrpcError(h.call('eraseSubject', { userId: erin.userId, reason: 'x' }, { token: auditor.token }))).code).toBe(grpc.status.PERMISSION_DENIED);
+  });
+
+  it('erases a person named in other actors\' rows field by field (live and archived); the chain still verifies', async () => {
+    const alice = await h.principal('alice-support', ['viewer']);
+    const bianca = await h.principal('bianca', ['viewer']);
+    await h.pg.query(`UPDATE users SET full_name = 'Bianca Castafiore' WHERE id = $1`, [bianca.userId]);
+    // Rows chained before per-field digests existed (v1 commitments) naming Bianca, one of them archived since.
+    const legacy: number[] = [];
+    for (const note of ['old note about bianca', 'older note about bianca']) {
+      await h.call('recordAuditEvents', { events: [{ userId: alice.userId, actionType: 'support.legacy', description: note }] });
+      legacy.push(await head());
+      await chainAsLegacy(legacy[legacy.length - 1]);
+    }
+    await archive(legacy[1]);
+
+    const { acks } = await h.call('recordAuditEvents', {
+      events: [
+        {
+          userId: alice.userId,
+          actionType: 'support.ticket',
+          description: 'called Bianca@MCP.local about her invoice',
+          requestData: JSON.stringify({ customer: bianca.userId, priority: 2 }),
+          responseData: JSON.stringify({ ok: true }),
+          userAgent: 'curl/8',
+          ipAddress: '198.51.100.7',
+        },
+        { userId: alice.userId, actionType: 'support.ticket', description: 'escalated for BIANCA CASTAFIORE', errorMessage: 'no reply' },
+        { userId: alice.userId, actionType: 'support.ticket', description: 'biancamaria@example.test is someone else' },
+      ],
+    });
+    const [named, escalated, unrelated] = acks.map((a) => Number(a.chainSequence));
+    await archive(escalated);
+    await h.call('recordSecurityEvents', {
+      events: [{ eventType: 'file_shared', severity: Severity.SEVERITY_LOW, userId: alice.userId, description: `shared with ${bianca.userId}`, indicators: JSON.stringify({ recipient: 'bianca@mcp.local' }), city: 'Oslo' }],
+    });
+    expect((await verifyAll()).status).toBe(VerificationStatus.VERIFICATION_STATUS_VERIFIED);
+    // Before the erasure, a right guess is confirmed by the digest (what erasure must end).
+    expect(await digestGuesses(named, 5, 'called Bianca@MCP.local about her invoice')).toBe(1);
+
+    const res = await h.call('eraseSubject', { userId: bianca.userId, reason: 'GDPR request #43' });
+    expect(res).toMatchObject({ mentioningRowsErased: '2', legacyMentioningRowsKept: '2', mentioningSecurityEventsCleared: '1' });
+
+    const live = async (seq: number) =>
+      (await h.pg.query(`SELECT user_id, description, request_data, response_data, user_agent, host(ip_address) AS ip, error_message FROM audit_logs WHERE chain_seq = $1`, [seq])).rows[0];
+    expect(await live(named)).toEqual({ user_id: alice.userId, description: null, request_data: null, response_data: { ok: true }, user_agent: 'curl/8', ip: '198.51.100.7', error_message: null });
+    expect((await live(unrelated)).description).toBe('biancamaria@example.test is someone else');
+    expect((await live(legacy[0])).description).toBe('old note about bianca');
+    const archived = async (seq: number) =>
+      (await h.pg.query(
+        `SELECT audit_data->>'description' AS description, audit_data->>'error_message' AS error, audit_data->>'user_id' AS user_id
+           FROM audit_logs_archive WHERE (audit_data->>'chain_seq')::int = $1`,
+        [seq],
+      )).rows[0];
+    expect(await archived(escalated)).toEqual({ description: null, error: 'no reply', user_id: alice.userId });
+
+    // The erased fields' nonces are zeroed, live and archived; the others stay.
+    const nonceOf = (nonces: Buffer, field: number) => nonces.subarray((field - 1) * 16, field * 16).toString('hex');
+    const liveNonces: Buffer = (await h.pg.query('SELECT personal_nonces FROM audit_logs WHERE chain_seq = $1', [named])).rows[0].personal_nonces;
+    const archivedNonces: Buffer = (await h.pg.query(
+      `SELECT (audit_data->>'personal_nonces')::bytea AS n FROM audit_logs_archive WHERE (audit_data->>'chain_seq')::int = $1`,
+      [escalated],
+    )).rows[0].n;
+    const zero = '00'.repeat(16);
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map((f) => nonceOf(liveNonces, f) === zero)).toEqual([false, false, false, false, true, true, false, false]);
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map((f) => nonceOf(archivedNonces, f) === zero)).toEqual([false, false, false, false, true, false, false, false]);
+    // A right guess of an erased value matches its digest under no secret left in the database;
+    // the same test finds a field that was kept.
+    expect(await digestGuesses(named, 5, 'called Bianca@MCP.local about her invoice')).toBe(0);
+    expect(await digestGuesses(escalated, 5, 'escalated for BIANCA CASTAFIORE')).toBe(0);
+    expect(await digestGuesses(named, 3, 'curl/8')).toBe(1);
+    expect(await digestGuesses(escalated, 8, 'no reply')).toBe(1);
+    expect((await archived(legacy[1])).description).toBe('older note about bianca');
+    const event = (await h.pg.query(`SELECT user_id, description, indicators, city FROM security_events WHERE event_type = 'file_shared'`)).rows[0];
+    expect(event).toEqual({ user_id: alice.userId, description: null, indicators: {}, city: 'Oslo' });
+
+    // The erasure's own row lists the emptied (row, field)s by id and index only.
+    const ids = (await h.pg.query(
+      `SELECT id FROM audit_logs WHERE chain_seq = $1 UNION ALL SELECT original_audit_log_id FROM audit_logs_archive WHERE (audit_data->>'chain_seq')::int = $2`,
+      [named, escalated],
+    )).rows.map((r) => r.id);
+    const [record] = (await h.pg.query(`SELECT response_data->'erasedFields' AS fields, response_data::text AS text FROM audit_logs WHERE action_type = 'audit.erase_subject' AND request_data->>'reason' = 'GDPR request #43'`)).rows;
+    expect(record.fields).toEqual(expect.arrayContaining([{ rowId: ids[0], fields: [5, 6] }, { rowId: ids[1], fields: [5] }]));
+    expect(record.fields).toHaveLength(2);
+    expect(record.text).not.toMatch(/bianca/i);
+    expect(record.text).not.toContain(bianca.userId);
+
+    const verified = await verifyAll();
+    expect(verified).toMatchObject({ status: VerificationStatus.VERIFICATION_STATUS_VERIFIED, rowsChecked: String(await head()) });
+
+    // A field the erasure did not touch, changed, or an erased one filled again: both are changes.
+    await tampered(named, [`UPDATE audit_logs SET user_agent = 'wget' WHERE chain_seq = ${named}`], async () => {
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, named)).firstBreak!.detail).toContain('personal field user_agent does not match');
+    });
+    await tampered(named, [`UPDATE audit_logs SET description = 'called someone' WHERE chain_seq = ${named}`], async () => {
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, named)).firstBreak!.detail).toContain('personal field description was erased but holds a value again');
+    });
+    // The recorded erasure covers description and request_data only, not response_data.
+    await tampered(named, [`UPDATE audit_logs SET response_data = NULL WHERE chain_seq = ${named}`], async () => {
+      expect((await expectBreak(BreakKind.BREAK_KIND_CHANGED, named)).firstBreak!.detail).toContain('response_data was emptied and no erasure was recorded');
+    });
+  });
+
+  it('keeps the field erasures it recorded when the person who erased is erased in turn', async () => {
+    const officer = await h.principal('privacy-officer', ['admin']);
+    const writer2 = await h.principal('carol-writer', ['viewer']);
+    const carmen = await h.principal('carmen', ['viewer']);
+    const { acks } = await h.call('recordAuditEvents', { events: [{ userId: writer2.userId, actionType: 'note', description: 'met carmen@mcp.local' }] });
+    await h.call('eraseSubject', { userId: carmen.userId, reason: 'request #44' }, { token: officer.token });
+    const res = await h.call('eraseSubject', { userId: officer.userId, reason: 'request #45' });
+    expect(res.auditRowsErased).toBe('1');
+    const [carried] = (await h.pg.query(`SELECT response_data->'erasedFields' AS fields FROM audit_logs WHERE request_data->>'reason' = 'request #45'`)).rows;
+    const rowId = (await h.pg.query('SELECT id FROM audit_logs WHERE chain_seq = $1', [acks[0].chainSequence])).rows[0].id;
+    expect(carried.fields).toEqual([{ rowId, fields: [5] }]);
+    expect((await verifyAll()).status).toBe(VerificationStatus.VERIFICATION_STATUS_VERIFIED);
   });
 });

@@ -8,6 +8,7 @@ import { AuditIntegrity1735689600006 } from './1735689600006-audit-integrity';
 import { Retention1735689600007 } from './1735689600007-retention';
 import { SecurityEventIndicators1735689600008 } from './1735689600008-security-event-indicators';
 import { ConcurrentSessionLimit1735689600009 } from './1735689600009-concurrent-session-limit';
+import { AuditFieldErasure1735689600010 } from './1735689600010-audit-field-erasure';
 
 /** Every migration, oldest first. New migrations are appended here and nowhere else. */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   Retention1735689600007,
   SecurityEventIndicators1735689600008,
   ConcurrentSessionLimit1735689600009,
+  AuditFieldErasure1735689600010,
 ];

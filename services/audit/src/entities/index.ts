@@ -33,6 +33,8 @@ export class AuditLogEntity {
   @Column({ type: 'bytea', name: 'row_hash' }) rowHash!: Buffer;
   @Column({ type: 'uuid', name: 'subject_key_id', nullable: true }) subjectKeyId!: string | null;
   @Column({ type: 'bytea', name: 'personal_commitment' }) personalCommitment!: Buffer;
+  @Column({ type: 'bytea', name: 'personal_digests', nullable: true }) personalDigests!: Buffer | null;
+  @Column({ type: 'bytea', name: 'personal_nonces', nullable: true }) personalNonces!: Buffer | null;
 }
 
 @Entity({ name: 'audit_logs_archive' })
