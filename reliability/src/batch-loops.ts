@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { eventTime, isServiceError, uuidv7, type AuditClient, type ConnectionLogClient, type StatusSyncClient } from '@mcp/client';
-import { connectionlog, statussync } from '@mcp/proto';
+import { audit, connectionlog, statussync } from '@mcp/proto';
 import type { StoredKey } from './counting';
 
 export interface SentCall {
@@ -119,6 +119,21 @@ export function auditEventBatches(client: AuditClient, size: number): CallFactor
   };
 }
 
+/** RecordSecurityEvents of `size` events. */
+export function securityEventBatches(client: AuditClient, size: number): CallFactory {
+  return () => {
+    const events = Array.from({ length: size }, (_, i) => ({
+      id: uuidv7(),
+      occurredAt: eventTime(),
+      eventType: 'reliability.batch',
+      severity: audit.Severity.SEVERITY_LOW,
+      sourceService: 'reliability',
+      indicators: JSON.stringify({ i }),
+    }));
+    return { keys: events.map((e) => e.id), call: client.recordSecurityEvents({ events }, NO_RETRY) };
+  };
+}
+
 /** ReportStatusBatch with one report per server (keys in `details`). */
 export function statusReportBatches(client: StatusSyncClient, serverIds: readonly string[]): CallFactory {
   return () => {
@@ -149,3 +164,18 @@ export function heartbeatCalls(client: StatusSyncClient, serverIds: readonly str
   };
 }
 
+/**
+ * HeartbeatBatch with one beat per server, all servers turning DEGRADED in
+ * one call and HEALTHY in the next: every beat is a transition storing its
+ * key in heartbeat_data. As with heartbeatCalls, the servers must be this
+ * factory's alone.
+ */
+export function heartbeatBatches(client: StatusSyncClient, serverIds: readonly string[]): CallFactory {
+  let n = 0;
+  return () => {
+    const health = n++ % 2 === 0 ? statussync.ServerHealth.SERVER_HEALTH_DEGRADED : statussync.ServerHealth.SERVER_HEALTH_HEALTHY;
+    const keys = serverIds.map(() => uuidv7());
+    const heartbeats = serverIds.map((serverId, i) => ({ serverId, health, heartbeatData: JSON.stringify({ rel: keys[i] }) }));
+    return { keys, call: client.heartbeatBatch({ heartbeats }, NO_RETRY) };
+  };
+}

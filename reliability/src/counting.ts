@@ -17,6 +17,7 @@ export interface StoredKey {
 export const STORED_KEYS = {
   connectionEvents: { table: 'agent_mcp_connection_logs', expression: 'id', type: 'uuid' },
   auditEvents: { table: 'audit_logs', expression: 'id', type: 'uuid' },
+  securityEvents: { table: 'security_events', expression: 'id', type: 'uuid' },
   /** Status reports carry their key in `details`. */
   statusReports: { table: 'mcp_server_status_logs', expression: 'details', type: 'text' },
   /** Heartbeats carry theirs in heartbeat_data (stored with the transition each one records). */

@@ -76,7 +76,7 @@ export const SCENARIOS: Array<{ id: string; title: string; asserts: string }> = 
     id: 'sigkill-batch',
     title: 'SIGKILL mid-batch',
     asserts:
-      'Each ingest service is killed with SIGKILL while concurrent batches are being written: every batch sent — acknowledged or not — is either wholly stored or wholly absent, and every acknowledged batch is stored. Operations: items in every batch sent; acknowledged: items in acknowledged batches.',
+      'Each ingest service is killed with SIGKILL while concurrent batches of each of its batch methods (RecordEvents, StreamEvents; ReportStatusBatch, HeartbeatBatch; RecordAuditEvents, RecordSecurityEvents) are being written: every batch sent — acknowledged or not — is either wholly stored or wholly absent, and every acknowledged batch is stored. Operations: items in every batch sent; acknowledged: items in acknowledged batches.',
   },
   {
     id: 'retention-kill',
@@ -100,7 +100,7 @@ export const SCENARIOS: Array<{ id: string; title: string; asserts: string }> = 
     id: 'hostile-input',
     title: 'Hostile input',
     asserts:
-      'Random and truncated protobuf bytes on every method, huge and deeply nested JSON, invalid UTF-8, NUL bytes, boundary numbers and timestamps, SQL and shell metacharacters in every string field, thousands of streams opened and abandoned (see `reliability/test/hostile-input.test.ts`).',
+      'Random and truncated protobuf bytes on every method, huge and deeply nested JSON, invalid UTF-8, NUL bytes, boundary numbers and timestamps, SQL and shell metacharacters in every string field, thousands of streams opened and abandoned, with ordinary calls timed from another client process before, while and right after they are open (see `reliability/test/hostile-input.test.ts`).',
   },
 ];
 
@@ -163,7 +163,7 @@ export function renderReport(results: ScenarioResult[], run: ReportRun): string 
     '## Running it',
     '',
     '```sh',
-    'npm run reliability                          # build, then the default suite (a few minutes)',
+    'npm run reliability                          # build, then the default suite (sustained load for 3 minutes)',
     'RELIABILITY_DURATION_S=600 npm run reliability   # sustained load for 10 minutes',
     'RELIABILITY_SOAK=1 npm run reliability       # soak: sustained load for 30 minutes',
     '```',

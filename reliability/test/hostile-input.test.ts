@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Pool } from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { databaseConnections, openPool } from '../src/database';
 import { PostgresCluster } from '../src/postgres-cluster';
 import { encodeRequest, method, METHODS, type MethodInfo } from '../src/hostile/catalog';
@@ -22,6 +22,7 @@ import { mapLimit } from '../src/hostile/concurrency';
 import { DATA_TABLES, IGNORED_ON_WRITE, PRECISE_CODES, WRITE_TABLES } from '../src/hostile/expectations';
 import { Fixtures, VALID_REQUESTS } from '../src/hostile/fixtures';
 import { Prng, seedFromEnv } from '../src/hostile/prng';
+import { BystanderClient, type BystanderCall, type TimedCall } from '../src/hostile/bystander';
 import { callRaw, codeName, type Outcome } from '../src/hostile/raw-call';
 import { sampleRss } from '../src/hostile/results';
 import { recordResult, type ScenarioResult } from '../src/results';
@@ -50,6 +51,15 @@ const PARALLEL_CALLS = 8;
  * 5 s connect timeout (then UNAVAILABLE). Generous for a loaded machine.
  */
 const NORMAL_CALLS_BOUND_MS = 3_000;
+/**
+ * Right after a thousand streams are cancelled at once, their service spends
+ * about a second tearing them down (a third of a millisecond of CPU each, on
+ * cores shared with the test's own teardown): another client's ordinary calls
+ * wait for that, and no longer.
+ */
+const NORMAL_CALLS_AFTER_ABANDONMENT_BOUND_MS = 5_000;
+/** Ordinary calls timed against the streams: one to each service, two to connection-log. */
+const ORDINARY_CALLS = ['RecordEvents', 'ListEvents', 'Heartbeat', 'SearchAuditLogs', 'ListPolicies'];
 /** Streams opened before waiting for their first answers. */
 const STREAM_WAVE = 100;
 
@@ -63,6 +73,14 @@ const pids: Record<string, number> = {};
 const clientFor = (methodName: string): grpc.Client => stack.clients[method(methodName).service];
 const send = (m: MethodInfo, bytes: Buffer): Promise<Outcome> => callRaw(stack.clients[m.service], m, [bytes], metadata);
 const describeOutcome = (o: Outcome): string => `${codeName(o.code)} ${o.details} ${JSON.stringify(o.violations)}`;
+
+/** The slowest of some ordinary calls, and each one's time. */
+interface NormalCalls {
+  ms: number;
+  each: string;
+}
+
+const summarise = (timed: TimedCall[]): NormalCalls => ({ ms: Math.max(...timed.map((t) => t.ms)), each: timed.map((t) => `${t.name} ${t.ms}`).join(', ') });
 
 /** What a scenario reports: its row of the results table, less what `scenario` fills in. */
 type HostileRow = Pick<ScenarioResult, 'operations' | 'acknowledged' | 'stored' | 'lost' | 'duplicated'> & { note: string };
@@ -370,20 +388,33 @@ describe('hostile input', () => {
       const services = Object.values(stack.services);
       const baselineFds = Object.fromEntries(services.map((s) => [s.name, openFds(s.pid)!]));
       const baselineConnections = await databaseConnections(pg, db.name);
-      /** One ordinary call to each service (two to connection-log); the slowest one's time, and each one's. */
-      const normalCalls = async (): Promise<{ ms: number; each: string }> => {
-        const timed = await Promise.all(
-          ['RecordEvents', 'ListEvents', 'Heartbeat', 'SearchAuditLogs', 'ListPolicies'].map(async (name) => {
-            const request = encodeRequest(method(name), await fixtures.validRequest(name));
-            const started = performance.now();
-            const outcome = await send(method(name), request);
-            return { name, outcome, ms: Math.round(performance.now() - started) };
+      const bystander = BystanderClient.start(fixtures.ids.adminToken);
+      onTestFinished(() => bystander.close());
+      /** One ordinary call to each service (two to connection-log), each with a fresh valid request. */
+      const ordinaryCalls = (): Promise<BystanderCall[]> =>
+        Promise.all(
+          ORDINARY_CALLS.map(async (name) => {
+            const m = method(name);
+            return { name, address: stack.services[m.service].address, path: m.path, request: encodeRequest(m, await fixtures.validRequest(name)) };
           }),
         );
-        expect(timed.map((t) => `${t.name} ${describeOutcome(t.outcome)}`).filter((a) => !a.includes(' OK '))).toEqual([]);
-        return { ms: Math.max(...timed.map((t) => t.ms)), each: timed.map((t) => `${t.name} ${t.ms}`).join(', ') };
+      /** The calls made from this process. */
+      const timedHere = (calls: BystanderCall[]): Promise<TimedCall[]> =>
+        Promise.all(
+          calls.map(async ({ name, request }) => {
+            const started = performance.now();
+            const outcome = await send(method(name), request);
+            return { name, code: outcome.code, details: outcome.details, ms: Math.round(performance.now() - started) };
+          }),
+        );
+      /** The same calls timed here and, at the same moment, from the bystander's process. */
+      const normalCalls = async (calls: BystanderCall[]): Promise<{ here: NormalCalls; bystander: NormalCalls }> => {
+        const [here, other] = await Promise.all([timedHere(calls), bystander.measure(calls)]);
+        const failed = [...here, ...other].filter((t) => t.code !== grpc.status.OK);
+        expect(failed.map((t) => `${t.name} ${codeName(t.code)} ${t.details}`)).toEqual([]);
+        return { here: summarise(here), bystander: summarise(other) };
       };
-      const quiet = await normalCalls();
+      const quiet = await normalCalls(await ordinaryCalls());
 
       const plan = [
         { name: 'TailEvents', count: 650 },
@@ -464,7 +495,9 @@ describe('hostile input', () => {
       const tally = (answers: string[]) => answers.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a]: (acc[a] ?? 0) + 1 }), {});
       const unanswered = () => JSON.stringify(tally(opened.filter((o) => o.answer === undefined).map((o) => o.name)));
       const allAnswered = () => within(Promise.all(opened.map((o) => o.first)), 90_000, () => `streams still unanswered, by method: ${unanswered()}`);
-      let loaded: { ms: number; each: string };
+      let loaded: { here: NormalCalls; bystander: NormalCalls };
+      let afterCalls: BystanderCall[] = [];
+      let teardownStartedAt = 0;
       let killedAnswers: Record<string, number>;
       try {
         killedAnswers = await within(killedClientAnswers, 60_000, () => `the client process to be killed had not opened its tails: ${killedClientOutput}`);
@@ -491,20 +524,27 @@ describe('hostile input', () => {
         }
         await allAnswered();
         // With all of them open, a normal client is still served, without waiting behind them for a database connection.
-        loaded = await normalCalls();
-        expect(loaded.ms, loaded.each).toBeLessThan(NORMAL_CALLS_BOUND_MS);
+        loaded = await normalCalls(await ordinaryCalls());
+        expect(loaded.bystander.ms, loaded.bystander.each).toBeLessThan(NORMAL_CALLS_BOUND_MS);
+        expect(loaded.here.ms, loaded.here.each).toBeLessThan(NORMAL_CALLS_BOUND_MS);
+        afterCalls = await ordinaryCalls();
       } finally {
+        teardownStartedAt = performance.now();
         for (const o of opened) o.call.cancel();
         killedClient.kill('SIGKILL');
         for (const c of channels.flatMap((x) => x.clients)) c.close();
       }
+      const teardownMs = Math.round(performance.now() - teardownStartedAt);
+      // Right after the abandonment, as another client sees it. This process's own calls also wait for its
+      // teardown of the streams (reported, not bounded: that is the test client's cost, not the services').
+      const after = await normalCalls(afterCalls);
+      expect(after.bystander.ms, after.bystander.each).toBeLessThan(NORMAL_CALLS_AFTER_ABANDONMENT_BOUND_MS);
       const firstAnswers = tally(opened.map((o) => `${o.name} ${o.answer}`));
       // Each stream was admitted and answered: with its first message, by ending (a finished export), or refused at the per-replica stream limit.
       const unexpected = Object.keys(firstAnswers).filter((k) => !/ (data|OK|RESOURCE_EXHAUSTED)$/.test(k));
       expect(unexpected, JSON.stringify(firstAnswers)).toEqual([]);
       expect(Object.keys(killedAnswers).filter((k) => k !== 'data' && k !== String(grpc.status.RESOURCE_EXHAUSTED)), JSON.stringify(killedAnswers)).toEqual([]);
 
-      const after = await normalCalls();
       // Descriptors and database connections come back near where they were (idle pool connections close after 10 s).
       let settled = { fds: {} as Record<string, number>, connections: {} as Record<string, number> };
       await eventually(
@@ -538,7 +578,7 @@ describe('hostile input', () => {
         stored: storedPerBatch.size,
         lost: lost.length,
         duplicated: partial.filter(([, n]) => n > 5).length,
-        note: `${streams} streams (${plan.map((p) => `${p.count} ${p.name}`).join(', ')} cancelled; ${killedTails} TailEvents from a client process that was SIGKILLed) over 17 connections; first answers ${JSON.stringify(firstAnswers)}, killed client's ${JSON.stringify(killedAnswers)}; normal calls (ms) before: ${quiet.each}; with every stream open: ${loaded.each}; after: ${after.each}; fds ${JSON.stringify(baselineFds)} → ${JSON.stringify(settled.fds)}; DB connections ${JSON.stringify(baselineConnections)} → ${JSON.stringify(settled.connections)}; abandoned ingest batches (5 events each): every acknowledged one stored, none partial`,
+        note: `${streams} streams (${plan.map((p) => `${p.count} ${p.name}`).join(', ')} cancelled; ${killedTails} TailEvents from a client process that was SIGKILLed) over 17 connections; first answers ${JSON.stringify(firstAnswers)}, killed client's ${JSON.stringify(killedAnswers)}; ordinary calls (ms) from another client process before: ${quiet.bystander.each}; with every stream open: ${loaded.bystander.each}; right after they were all cancelled: ${after.bystander.each}; the same calls from the test's own process, which spent ${teardownMs} ms cancelling its streams before it could make them: ${quiet.here.each}; ${loaded.here.each}; ${after.here.each}; fds ${JSON.stringify(baselineFds)} → ${JSON.stringify(settled.fds)}; DB connections ${JSON.stringify(baselineConnections)} → ${JSON.stringify(settled.connections)}; abandoned ingest batches (5 events each): every acknowledged one stored, none partial`,
       };
     });
   });

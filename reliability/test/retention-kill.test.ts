@@ -62,6 +62,13 @@ async function committed(runIds: string[], table: string): Promise<Record<string
   return Object.fromEntries(rows.map((r) => [r.action, { rows: r.rows, heldRows: r.heldRows }]));
 }
 
+/** E.g. "5000 rows (trim_rows 5000)", or "no rows". */
+function describeSteps(steps: Record<string, { rows: number }>): string {
+  const done = Object.entries(steps).filter(([, s]) => s.rows > 0);
+  if (done.length === 0) return 'no rows';
+  return `${done.reduce((n, [, s]) => n + s.rows, 0)} rows (${done.map(([action, s]) => `${action} ${s.rows}`).join(', ')})`;
+}
+
 function cron(address: string, args: string[]): Promise<{ code: number; output: { ok: boolean; run?: { id: string; status: string } } }> {
   return new Promise((resolve) =>
     execFile(
@@ -117,7 +124,11 @@ describe('retention killed mid-run, then rerun', () => {
     );
     const exit = await first.kill();
     const killed = await killedRun;
-    const afterKill = await committed([runId], CONNECTION_LOGS);
+    // What the killed run had committed, per table (the kill came once 5 000 connection-log rows were in).
+    const afterKill: Record<string, Awaited<ReturnType<typeof committed>>> = {
+      [CONNECTION_LOGS]: await committed([runId], CONNECTION_LOGS),
+      [STATUS_LOGS]: await committed([runId], STATUS_LOGS),
+    };
 
     const { service: second } = await scenario.restart('retention', 'SIGKILL');
     const rerun = await cron(second.address, ['run', '--policy', 'all', '--deadline-ms', '120000']);
@@ -153,7 +164,7 @@ describe('retention killed mid-run, then rerun', () => {
         duplicated: [...after.values()].filter((rows) => rows.length > 1).length,
         peakRss: sampler.peak(),
         notes: [
-          `killed run ${JSON.stringify(exit)} after committing ${afterKill.trim_rows?.rows ?? 0} connection-log rows (its CLI exited ${killed.code}); the rerun exited ${rerun.code} with ${rerun.output.run?.status}, the next run ${next.code} with ${next.output.run?.status}`,
+          `killed run ${JSON.stringify(exit)} after committing ${describeSteps(afterKill[table])} of this table (its CLI exited ${killed.code}); the rerun exited ${rerun.code} with ${rerun.output.run?.status}, the next run ${next.code} with ${next.output.run?.status}`,
           `${liveBefore[table]} expired rows in the live table, ${before.size} of them held: the runs counted ${leftLive} leaving the live table and ${expired} expiring from the archive; now live ${live}, archived ${archived}; held rows changed or missing: ${changed}`,
         ],
       });
@@ -166,7 +177,7 @@ describe('retention killed mid-run, then rerun', () => {
     expect(next.output.run?.status).toBe('RUN_STATUS_SUCCEEDED');
     expect(killedStatus[0].status).toBe('failed');
     expect(killedStatus[0].error).toContain('interrupted');
-    expect(afterKill.trim_rows.rows).toBeLessThan(CONNECTION_ROWS);
+    expect(afterKill[CONNECTION_LOGS].trim_rows.rows).toBeLessThan(CONNECTION_ROWS);
     for (const c of checks) {
       expect(c.heldCount, c.table).toBeGreaterThan(0);
       expect(c.changed, `${c.table}: held rows changed or missing`).toBe(0);

@@ -19,7 +19,9 @@ import {
   createConnections,
   createServers,
   eventually,
+  heartbeatBatches,
   recordResult,
+  securityEventBatches,
   statusReportBatches,
   storedCounts,
   type CallFactory,
@@ -108,21 +110,19 @@ describe('SIGKILL mid-batch', () => {
     const { pool } = scenario;
     const connectionIds = (await createConnections(pool, 'sigkill', 10)).map((c) => c.connectionId);
     // Each writer its own servers: a batch updates its servers' rows, so writers sharing them would queue on their locks.
-    const servers = (await createServers(pool, 'sigkill', 4 * 25)).serverIds;
+    const reportServers = (await createServers(pool, 'sigkill-reports', 4 * 25)).serverIds;
+    const beatServers = (await createServers(pool, 'sigkill-beats', 4 * 25)).serverIds;
     const connectionLog = scenario.connectionLogClient();
     const stream = new EventStreamWriter(scenario.service('connection-log').address, scenario.principals.writer.token, connectionIds, 500);
-    const loops = (key: StoredKey, factories: CallFactory[]) => {
-      const l = new BatchLoops(key, factories);
-      return { calls: () => l.calls, done: () => l.finished() };
+    /** Four concurrent loops of one kind of batch. */
+    const loops = (label: string, service: ServiceName, key: StoredKey, size: number, factory: (loop: number) => CallFactory): Writer => {
+      const l = new BatchLoops(key, Array.from({ length: 4 }, (_, i) => factory(i)));
+      return { label, service, key, size, calls: () => l.calls, done: () => l.finished() };
     };
     const writers: Writer[] = [
-      {
-        label: 'connection events (RecordEvents × 1000)',
-        service: 'connection-log',
-        key: STORED_KEYS.connectionEvents,
-        size: 1000,
-        ...loops(STORED_KEYS.connectionEvents, Array.from({ length: 4 }, () => connectionEventBatches(connectionLog, connectionIds, 1000))),
-      },
+      loops('connection events (RecordEvents × 1000)', 'connection-log', STORED_KEYS.connectionEvents, 1000, () =>
+        connectionEventBatches(connectionLog, connectionIds, 1000),
+      ),
       {
         label: 'connection events (StreamEvents × 500)',
         service: 'connection-log',
@@ -131,23 +131,16 @@ describe('SIGKILL mid-batch', () => {
         calls: () => stream.calls,
         done: () => stream.done,
       },
-      {
-        label: 'status reports (ReportStatusBatch × 25)',
-        service: 'status-sync',
-        key: STORED_KEYS.statusReports,
-        size: 25,
-        ...loops(
-          STORED_KEYS.statusReports,
-          Array.from({ length: 4 }, (_, i) => statusReportBatches(scenario.statusSyncClient(), servers.slice(i * 25, i * 25 + 25))),
-        ),
-      },
-      {
-        label: 'audit events (RecordAuditEvents × 500)',
-        service: 'audit',
-        key: STORED_KEYS.auditEvents,
-        size: 500,
-        ...loops(STORED_KEYS.auditEvents, Array.from({ length: 4 }, () => auditEventBatches(scenario.auditClient(), 500))),
-      },
+      loops('status reports (ReportStatusBatch × 25)', 'status-sync', STORED_KEYS.statusReports, 25, (i) =>
+        statusReportBatches(scenario.statusSyncClient(), reportServers.slice(i * 25, i * 25 + 25)),
+      ),
+      loops('heartbeats (HeartbeatBatch × 25)', 'status-sync', STORED_KEYS.heartbeats, 25, (i) =>
+        heartbeatBatches(scenario.statusSyncClient(), beatServers.slice(i * 25, i * 25 + 25)),
+      ),
+      loops('audit events (RecordAuditEvents × 500)', 'audit', STORED_KEYS.auditEvents, 500, () => auditEventBatches(scenario.auditClient(), 500)),
+      loops('security events (RecordSecurityEvents × 500)', 'audit', STORED_KEYS.securityEvents, 500, () =>
+        securityEventBatches(scenario.auditClient(), 500),
+      ),
     ];
 
     const sampler = new RssSampler(() => scenario.services.map((s) => ({ name: s.name, pid: s.pid }))).start();

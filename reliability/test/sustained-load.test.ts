@@ -1,5 +1,5 @@
 /**
- * Sustained load for a fixed period (RELIABILITY_DURATION_S, default 60 s;
+ * Sustained load for a fixed period (RELIABILITY_DURATION_S, default 180 s;
  * RELIABILITY_SOAK=1: 30 minutes): every write path at a fixed rate through
  * the recorders, a live tail and a status watch reading, retention dry runs
  * planning over the growing tables. Throughput stays steady, each service's

@@ -135,7 +135,9 @@ function openCall(call: ServerCall, logger: Logger): CallScope {
       ...(error && { details: error.details }),
       ...(CAUSE_WORTH_LOGGING.has(code) && cause !== undefined && { err: cause }),
     };
-    if (code === grpc.status.OK) logger.debug(line, 'call');
+    // A client ending its own call (a tail or watch it no longer needs) is routine, and at warn
+    // a thousand ended streams cost a thousand log lines at once.
+    if (code === grpc.status.OK || code === grpc.status.CANCELLED) logger.debug(line, 'call');
     else if (SERVER_FAILURES.has(code)) logger.error(line, 'call');
     else logger.warn(line, 'call');
   };

@@ -76,8 +76,8 @@ describe('unary', () => {
     expect(lines.find((l) => l.msg === 'call')).toMatchObject({ level: 'warn', code: 'DEADLINE_EXCEEDED' });
   });
 
-  it('aborts ctx.signal with CancelledError when the client cancels', async () => {
-    const { logger } = captureLogs();
+  it('aborts ctx.signal with CancelledError when the client cancels, and logs the call at debug', async () => {
+    const { logger, lines } = captureLogs();
     let observed: ReturnType<typeof watchAbort> | undefined;
     echo = await serveEcho({
       call: createCallHandlers({ logger, guard: admitAll }).unary('status:read', async (_req, ctx) => {
@@ -97,6 +97,8 @@ describe('unary', () => {
     call.cancel();
     const { reason } = await observed!;
     expect(reason).toBeInstanceOf(CancelledError);
+    await eventually(() => lines.some((l) => l.msg === 'call'));
+    expect(lines.find((l) => l.msg === 'call')).toMatchObject({ level: 'debug', code: 'CANCELLED' });
   });
 
   it('logs one line per call: debug for OK, warn for client errors, error for INTERNAL', async () => {
