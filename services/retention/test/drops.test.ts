@@ -153,6 +153,38 @@ describe('no archive, no hold: whole partitions dropped beside the run, the part
     }
     expect(await count(h.pg, `${LIVE} WHERE timestamp < $1`, [second.cutoff])).toBe(0);
   });
+
+  it('a trim that fails fails the run; the drops committed beside it are counted, and the next run finishes the trim', async () => {
+    const days = await fillDays(85, 88, (d) => d);
+    const cutoff = daysAgo(30).getTime();
+    const partial = await ensurePartition(new Date(cutoff));
+    await insertConnectionLogs(h.pg, fx.connectionId, new Date(Math.max(cutoff - 60 * MINUTE_MS, Math.floor(cutoff / DAY_MS) * DAY_MS)), new Date(cutoff - 1000), 20);
+    await h.pg.query(`CREATE FUNCTION drops_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trim refused by the test'; END $$`);
+    await h.pg.query(`CREATE TRIGGER drops_test_refuse BEFORE DELETE ON ${partial} FOR EACH ROW EXECUTE FUNCTION drops_test_refuse()`);
+
+    const failed = await run();
+    expect(failed.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    expect(failed.error).toContain('trim refused by the test');
+    const first = totals(failed, LIVE);
+    const { run: stored } = await h.call('getRun', { id: failed.id });
+    expect(stored).toEqual(failed);
+    const trim = first.steps.find((s) => s.action === StepAction.STEP_ACTION_TRIM_ROWS)!;
+    expect(trim).toMatchObject({ partition: partial, rows: '0', done: false });
+    // Each drop marked done committed, and only those.
+    for (const [name, rows] of days) {
+      const step = first.steps.find((s) => s.partition === name)!;
+      expect(await tableExists(name)).toBe(!step.done);
+      expect(Number(step.rows)).toBe(step.done ? rows : 0);
+    }
+
+    await h.pg.query(`DROP TRIGGER drops_test_refuse ON ${partial}`);
+    await h.pg.query('DROP FUNCTION drops_test_refuse()');
+    const finished = await run();
+    expect(finished.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect(rowsByPartition(totals(finished, LIVE), StepAction.STEP_ACTION_TRIM_ROWS).get(partial)).toBe(20);
+    for (const name of days.keys()) expect(await tableExists(name)).toBe(false);
+    expect(await count(h.pg, `${LIVE} WHERE timestamp < $1`, [totals(finished, LIVE).cutoff])).toBe(0);
+  });
 });
 
 describe('progress of one run written from two connections', () => {
