@@ -341,8 +341,9 @@ async function main(): Promise<void> {
     await running.shutdown('bench done');
 
     const sizes = await droppedFileSizes(admin, BASELINE, cutoff!);
+    const sizesTotal = mb(sizes.reduce((a, b) => a + b, 0));
     const floorDir = server.dataDir ?? os.tmpdir();
-    log(`disk floor: freeing ${fmt(sizes.length)} files of ${mb(sizes.reduce((a, b) => a + b, 0))} (the expired partitions' sizes) in ${floorDir}`);
+    log(`disk floor: freeing ${fmt(sizes.length)} files of ${sizesTotal} (the expired partitions' sizes) in ${floorDir}`);
     const floorSeconds = diskFreeingFloor(floorDir, sizes);
 
     log(`baseline: DELETE FROM ${BASELINE} WHERE timestamp < cutoff; VACUUM ${BASELINE}`);
@@ -374,7 +375,7 @@ async function main(): Promise<void> {
     console.log(`| ${rows[0].join(' | ')} |\n|${rows[0].map(() => '---').join('|')}|`);
     for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
     console.log(
-      `\ndisk floor: truncating ${fmt(sizes.length)} files of the dropped partitions' sizes (${mb(sizes.reduce((a, b) => a + b, 0))}) takes ${fmt(floorSeconds, 2)} s on this disk ` +
+      `\ndisk floor: truncating ${fmt(sizes.length)} files of the dropped partitions' sizes (${sizesTotal}) takes ${fmt(floorSeconds, 2)} s on this disk ` +
         `(${server.dataDir ? "the server's data directory" : floorDir}), so the best possible speed-up here is ${fmt(baseline.seconds / floorSeconds, 1)}x`,
     );
     console.log(

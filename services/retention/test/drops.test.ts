@@ -67,6 +67,25 @@ async function run(dryRun = false): Promise<retention.Run> {
   return run!;
 }
 
+/**
+ * A run that failed with `error`: stored as returned, and of the whole
+ * partitions in `days` exactly those whose step is done were dropped, with
+ * all their rows counted. Its result for the live table.
+ */
+async function expectFailedRun(failed: retention.Run, error: string, days: Map<string, number>): Promise<retention.TableResult> {
+  expect(failed.status).toBe(RunStatus.RUN_STATUS_FAILED);
+  expect(failed.error).toContain(error);
+  const { run: stored } = await h.call('getRun', { id: failed.id });
+  expect(stored).toEqual(failed);
+  const result = totals(failed, LIVE);
+  for (const [name, rows] of days) {
+    const step = result.steps.find((s) => s.partition === name)!;
+    expect(await tableExists(name)).toBe(!step.done);
+    expect(Number(step.rows)).toBe(step.done ? rows : 0);
+  }
+  return result;
+}
+
 describe('no archive, no hold: whole partitions dropped beside the run, the partial day trimmed', () => {
   it('removes exactly the rows past the cutoff, counts each partition exactly, and records what the dry run predicted', async () => {
     const days = await fillDays(40, 55, (d) => 50 + d);
@@ -126,21 +145,11 @@ describe('no archive, no hold: whole partitions dropped beside the run, the part
     const blocked = [...days.keys()][0];
     await h.pg.query(`CREATE VIEW drops_test_view AS SELECT id FROM ${blocked}`);
 
-    const failed = await run();
-    expect(failed.status).toBe(RunStatus.RUN_STATUS_FAILED);
     // "cannot drop table …" or, with others in the same DROP, "cannot drop desired object(s) …".
-    expect(failed.error).toContain('because other objects depend on');
-    const first = totals(failed, LIVE);
-    const { run: stored } = await h.call('getRun', { id: failed.id });
-    expect(stored).toEqual(failed);
+    // Every step marked done dropped its partition; every other partition still exists, attached or detached.
+    const first = await expectFailedRun(await run(), 'because other objects depend on', days);
     const droppedFirst = rowsByPartition(first, StepAction.STEP_ACTION_DROP_PARTITION);
     expect(first.steps.find((s) => s.partition === blocked)!.done).toBe(false);
-    // Every step marked done dropped its partition; every other partition still exists, attached or detached.
-    for (const [name, rows] of days) {
-      const step = first.steps.find((s) => s.partition === name)!;
-      expect(await tableExists(name)).toBe(!step.done);
-      expect(droppedFirst.get(name)).toBe(step.done ? rows : 0);
-    }
 
     await h.pg.query('DROP VIEW drops_test_view');
     const finished = await run();
@@ -162,20 +171,9 @@ describe('no archive, no hold: whole partitions dropped beside the run, the part
     await h.pg.query(`CREATE FUNCTION drops_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trim refused by the test'; END $$`);
     await h.pg.query(`CREATE TRIGGER drops_test_refuse BEFORE DELETE ON ${partial} FOR EACH ROW EXECUTE FUNCTION drops_test_refuse()`);
 
-    const failed = await run();
-    expect(failed.status).toBe(RunStatus.RUN_STATUS_FAILED);
-    expect(failed.error).toContain('trim refused by the test');
-    const first = totals(failed, LIVE);
-    const { run: stored } = await h.call('getRun', { id: failed.id });
-    expect(stored).toEqual(failed);
+    const first = await expectFailedRun(await run(), 'trim refused by the test', days);
     const trim = first.steps.find((s) => s.action === StepAction.STEP_ACTION_TRIM_ROWS)!;
     expect(trim).toMatchObject({ partition: partial, rows: '0', done: false });
-    // Each drop marked done committed, and only those.
-    for (const [name, rows] of days) {
-      const step = first.steps.find((s) => s.partition === name)!;
-      expect(await tableExists(name)).toBe(!step.done);
-      expect(Number(step.rows)).toBe(step.done ? rows : 0);
-    }
 
     await h.pg.query(`DROP TRIGGER drops_test_refuse ON ${partial}`);
     await h.pg.query('DROP FUNCTION drops_test_refuse()');
