@@ -11,12 +11,43 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort, migrateUp } from '@mcp/db';
+import { migrateUp } from '@mcp/db';
 import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
 
 const SYSTEM_BIN_DIR = '/usr/lib/postgresql/15/bin';
+
+/**
+ * A free port below the kernel's ephemeral range. The cluster is restarted on
+ * its port, and while it is stopped any outgoing connection or listen(0) on
+ * the machine may be given a port from that range (CI once saw the restart
+ * fail with "Address already in use"); below it, nothing takes the port unasked.
+ */
+async function restartablePort(): Promise<number> {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // Not Linux: 32768 is below the IANA range (49152-) other systems use too.
+  }
+  const lowest = Math.max(1024, ephemeralLow - 10000);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = lowest + Math.floor(Math.random() * (ephemeralLow - lowest));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${lowest}-${ephemeralLow - 1}`);
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 /** What a worker needs to control the cluster the global setup started (passed through the environment). */
 export interface ClusterInfo {
@@ -87,7 +118,7 @@ export class PostgresCluster {
     if (user) fs.chownSync(baseDir, user.uid, user.gid);
     const dataDir = path.join(baseDir, 'data');
     await run(path.join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
-    const cluster = new PostgresCluster({ baseDir, dataDir, binDir, port: await freePort(), templateDatabase: '' });
+    const cluster = new PostgresCluster({ baseDir, dataDir, binDir, port: await restartablePort(), templateDatabase: '' });
     try {
       await cluster.start();
       const template = uniqueDatabaseName('reliability_template');
