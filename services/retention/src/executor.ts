@@ -54,13 +54,22 @@ function countCommitted(table: RetentionTable, archiveBeforeDelete: boolean, act
  * other lanes count and drop the next batches, keeping the disk busy.
  * Measured: 3 lanes finish ~0.2 s sooner than 2, 4 no sooner than 3.
  */
-const DROP_LANES = 3;
+export const DROP_LANES = 3;
+/**
+ * A lane drops at most this many partitions per transaction. The disk frees
+ * dropped files one after another, so what shortens a run is keeping it busy:
+ * a lane that took every partition detached so far (19 of 31 in one measured
+ * run) counted and dropped them while the disk sat idle, then freed them
+ * alone while the other lanes found nothing left to take. Small batches keep
+ * the lanes taking turns, one counting while another's COMMIT frees files.
+ */
+const PARTITIONS_PER_DROP = 3;
 
 /**
- * Drops detached partitions in the background: each lane takes every
- * partition detached so far and drops them in one transaction. finish() waits
- * for all of them and rethrows the first failure; partitions left detached by
- * a failure are finished by the next run.
+ * Drops detached partitions in the background: each lane takes the oldest
+ * partitions detached so far, up to PARTITIONS_PER_DROP, and drops them in
+ * one transaction. finish() waits for all of them and rethrows the first
+ * failure; partitions left detached by a failure are finished by the next run.
  */
 class DropLanes {
   private readonly queue: number[] = [];
@@ -101,7 +110,7 @@ class DropLanes {
     let lane: RunSession | undefined;
     try {
       lane = await this.session.fork();
-      while (this.queue.length > 0 && !this.failure) await this.dropBatch(lane, this.queue.splice(0));
+      while (this.queue.length > 0 && !this.failure) await this.dropBatch(lane, this.queue.splice(0, PARTITIONS_PER_DROP));
     } finally {
       // In the same turn as the last look at the queue: add() never counts on a lane that stopped taking.
       this.taking--;

@@ -1,6 +1,6 @@
 import { AbortedError, FailedPreconditionError, NotFoundError, inTransaction, recordAudit, uuidv7, type CallContext, type Redactor } from '@mcp/runtime';
 import type { DataSource } from 'typeorm';
-import type { Executor } from './executor';
+import { DROP_LANES, type Executor } from './executor';
 import type { Planner } from './planner';
 import { tableTotals, type TableRecord } from './records';
 import type { Policy, RetentionRepository, RunRow } from './repository';
@@ -86,6 +86,8 @@ export class RetentionRuns {
       const running = await repository.runningRunId(session.q);
       throw new AbortedError(`a run is in progress (run id ${running ?? 'not yet recorded'})`);
     }
+    // The drop lanes' connections open while the run is recorded and planned.
+    session.reserve(DROP_LANES);
     try {
       const id = uuidv7();
       const now: Date = await session.tx(async (q) => {

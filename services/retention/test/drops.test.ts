@@ -121,6 +121,35 @@ describe('no archive, no hold: whole partitions dropped beside the run, the part
     expect(stored).toEqual(real);
   });
 
+  it('drops at most three partitions per transaction, on at most three connections, even when the detaches outrun the drops', async () => {
+    const days = await fillDays(90, 101, () => 5);
+    // Records each dropped partition with its transaction, and holds every drop 100 ms, so the
+    // detaches (a few ms each) pile up partitions while the lanes are busy.
+    await h.pg.query(`
+      CREATE TABLE drops_test_log (xid text NOT NULL, pid int NOT NULL, name text NOT NULL);
+      CREATE FUNCTION drops_test_record() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN
+          INSERT INTO drops_test_log SELECT pg_current_xact_id()::text, pg_backend_pid(), object_name
+            FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table' AND object_name LIKE '${LIVE}_p%';
+          -- Not for the run's other DDL (dropping foreign keys fires this too): that must stay fast.
+          IF FOUND THEN PERFORM pg_sleep(0.1); END IF;
+        END $$;
+      CREATE EVENT TRIGGER drops_test_record ON sql_drop EXECUTE FUNCTION drops_test_record();`);
+    try {
+      const real = await run();
+      expect(real.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      expect(rowsByPartition(totals(real, LIVE), StepAction.STEP_ACTION_DROP_PARTITION)).toEqual(days);
+      const { rows } = await h.pg.query(
+        'SELECT xid, pid, array_agg(name ORDER BY name) AS names FROM drops_test_log GROUP BY xid, pid',
+      );
+      expect(rows.flatMap((r) => r.names).sort()).toEqual([...days.keys()].sort());
+      expect(Math.max(...rows.map((r) => r.names.length))).toBeLessThanOrEqual(3);
+      expect(new Set(rows.map((r) => r.pid)).size).toBeLessThanOrEqual(3);
+    } finally {
+      await h.pg.query('DROP EVENT TRIGGER drops_test_record; DROP FUNCTION drops_test_record(); DROP TABLE drops_test_log');
+    }
+  });
+
   it('finishes partitions an interrupted run left detached, with or without their foreign keys', async () => {
     const days = await fillDays(60, 61, (d) => 10 + d);
     const [withKeys, withoutKeys] = [...days.keys()];
