@@ -11,10 +11,9 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { migrateUp } from '@mcp/db';
+import { migrateUp, probePort } from '@mcp/db';
 import { createDatabase, dropDatabase, uniqueDatabaseName } from '@mcp/db/testing';
 
 const SYSTEM_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -35,18 +34,9 @@ async function restartablePort(): Promise<number> {
   const lowest = Math.max(1024, ephemeralLow - 10000);
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = lowest + Math.floor(Math.random() * (ephemeralLow - lowest));
-    if (await bindable(port)) return port;
+    if ((await probePort(port)) === null) return port;
   }
   throw new Error(`no free port in ${lowest}-${ephemeralLow - 1}`);
-}
-
-function bindable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
 }
 
 /** What a worker needs to control the cluster the global setup started (passed through the environment). */

@@ -26,8 +26,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import { probePort } from '@mcp/db';
 import { hashApiKey, issueApiKey } from '@mcp/runtime';
 import { Client } from 'pg';
 import { checkHealth, healthClient } from './health';
@@ -136,12 +136,8 @@ function commandLine(pid: number): string | undefined {
   }
 }
 
-function portInUse(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE'));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(false)));
-  });
+async function portInUse(port: number): Promise<boolean> {
+  return (await probePort(port)) === 'EADDRINUSE';
 }
 
 /**

