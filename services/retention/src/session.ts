@@ -21,6 +21,12 @@ export async function walCompressionFor(q: QueryRunner): Promise<string | null> 
   return row.lz4 ? 'lz4' : 'pglz';
 }
 
+async function connectedRunner(ds: DataSource): Promise<QueryRunner> {
+  const q = ds.createQueryRunner();
+  await q.connect();
+  return q;
+}
+
 /**
  * One dedicated connection for a whole run: it holds the run's session-level
  * advisory lock, and every step is its own short transaction on it, so each
@@ -36,8 +42,7 @@ export class RunSession {
   ) {}
 
   static async open(ds: DataSource, ctx: Pick<CallContext, 'signal' | 'remainingMs'>): Promise<RunSession> {
-    const q = ds.createQueryRunner();
-    await q.connect();
+    const q = await connectedRunner(ds);
     try {
       return new RunSession(ds, q, ctx, await walCompressionFor(q));
     } catch (err) {
@@ -56,21 +61,14 @@ export class RunSession {
    */
   reserve(n: number): void {
     for (let i = 0; i < n; i++) {
-      const q = this.dataSource.createQueryRunner();
-      const connected = q.connect().then(() => q);
+      const connected = connectedRunner(this.dataSource);
       connected.catch(() => undefined); // reported by the fork() that takes it
       this.spares.push(connected);
     }
   }
 
   async fork(): Promise<RunSession> {
-    let q: QueryRunner;
-    const spare = this.spares.shift();
-    if (spare) q = await spare;
-    else {
-      q = this.dataSource.createQueryRunner();
-      await q.connect();
-    }
+    const q = await (this.spares.shift() ?? connectedRunner(this.dataSource));
     return new RunSession(this.dataSource, q, this.ctx, this.walCompression);
   }
 
