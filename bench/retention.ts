@@ -80,9 +80,12 @@ interface Server {
 async function openServer(): Promise<Server> {
   const given = process.env.BENCH_DATABASE_URL;
   if (given) return { adminUrl: given, shared: true, stop: async () => undefined };
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-retention-'));
   const binDir = systemPostgresBinDir();
-  const pg = binDir ? await startPrivatePostgres(binDir, dataDir) : await startEmbeddedPostgres({ dataDir, persistent: false });
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-bench-retention-'));
+  const pg = await (binDir ? startPrivatePostgres(binDir, dataDir) : startEmbeddedPostgres({ dataDir, persistent: false })).catch((err) => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
   return {
     adminUrl: pg.url,
     dataDir,
