@@ -58,7 +58,9 @@ describe('cleanup_agent_mcp_connection_logs', () => {
       await insertConnectionLog(c, connectionId, ago(90 * DAY - 2 * HOUR)),
       await insertConnectionLog(c, connectionId, ago(89 * DAY)),
       await insertConnectionLog(c, connectionId, ago(30 * DAY)),
-      await insertConnectionLog(c, connectionId, ago(HOUR)),
+      // Now, not an hour ago: the migration made daily partitions from its own
+      // day on, so just after midnight UTC an hour ago has none.
+      await insertConnectionLog(c, connectionId, ago(0)),
     ];
     // rows that old have no daily partition: they sit in the default one
     expect(await partitionOf(c, 'agent_mcp_connection_logs', doomed[0])).toBe('agent_mcp_connection_logs_default');
