@@ -76,11 +76,14 @@ describe('connection logs: archive whole partitions, trim the rest, drain the de
     await insertConnectionLogs(h.pg, fx.connectionId, new Date(utcDay(120).getTime() + HOUR_MS), new Date(utcDay(120).getTime() + 20 * HOUR_MS), 300);
     // 3 days old, also in the default partition, inside the hot window: drained into a new partition.
     await insertConnectionLogs(h.pg, fx.connectionId, new Date(utcDay(3).getTime() + HOUR_MS), new Date(utcDay(3).getTime() + 2 * HOUR_MS), 50);
-    // Around the cutoff (90 days): the partition holding it is partly expired (row path).
+    // Around the cutoff (90 days): the partition holding it is partly expired (row path). The rows
+    // before it stay on its UTC day whatever the time of day (just after midnight, an hour before it
+    // is a whole expired day of its own).
     const cutoff = daysAgo(90).getTime();
-    await ensurePartition(LIVE, new Date(cutoff - HOUR_MS));
+    const sinceMidnight = cutoff % DAY_MS;
+    await ensurePartition(LIVE, new Date(cutoff));
     await ensurePartition(LIVE, new Date(cutoff + HOUR_MS));
-    await insertConnectionLogs(h.pg, fx.connectionId, new Date(cutoff - 50 * 60_000), new Date(cutoff - 10 * 60_000), 40);
+    await insertConnectionLogs(h.pg, fx.connectionId, new Date(cutoff - 0.9 * sinceMidnight), new Date(cutoff - 0.1 * sinceMidnight), 40);
     await insertConnectionLogs(h.pg, fx.connectionId, new Date(cutoff + 10 * 60_000), new Date(cutoff + 50 * 60_000), 60);
 
     const { rows } = await h.pg.query(`SELECT id, extract(epoch FROM timestamp) * 1000 AS ms FROM ${LIVE}`);
@@ -145,8 +148,9 @@ describe('connection logs: archive whole partitions, trim the rest, drain the de
     const archiveCutoff = totals(real, LIVE).archiveCutoff!;
     expect(archiveCutoff.getTime()).toBe(totals(real, LIVE).cutoff!.getTime() - 12 * DAY_MS);
     const expired = rows.filter((r) => Number(r.ms) < archiveCutoff.getTime()).length;
-    // 102 days ago and older: the 120-day-old rows, days 103–104 as whole partitions, part of day 102.
-    expect(expired).toBeGreaterThan(300 + 2 * 200);
+    // 102 days ago and older: the 120-day-old rows, days 103–104 as whole partitions, and the rows of
+    // day 102 (01:00–20:00) before the cutoff's time of day: none just after midnight UTC.
+    expect(expired).toBeGreaterThanOrEqual(300 + 2 * 200);
     expect(totals(real, LIVE).archiveRowsExpired).toBe(String(expired));
     expect(totals(real, LIVE).steps.filter((s) => s.action === StepAction.STEP_ACTION_EXPIRE_ARCHIVE_PARTITION)).toHaveLength(2);
     expect(await count(h.pg, `${ARCHIVE} WHERE timestamp < $1`, [archiveCutoff])).toBe(0);
